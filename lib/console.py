@@ -1,0 +1,42 @@
+"""Terminal helpers: messages on stderr, confirmations, positional-argument checks."""
+
+from __future__ import annotations
+
+import sys
+
+from lib.errors import UserError
+
+
+def info(message: str) -> None:
+    """Print a progress or status line on stderr (stdout is kept for data)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def confirm(question: str, assume_yes: bool) -> None:
+    """Ask a yes/no question; `assume_yes` skips it. Without a terminal, --yes is required."""
+    if assume_yes:
+        return
+    if not stdin_is_terminal():
+        raise UserError("stdin is not a terminal, so nothing can be confirmed; rerun with --yes")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UserError("aborted; nothing was changed by this step")
+
+
+def positional(value: str | None, name: str) -> str:
+    """Reject a positional value that is really a flag (Invoke hands `--help` to the positional)."""
+    if value is None or value == "":
+        raise UserError(f"{name} is required")
+    if str(value).startswith("-"):
+        raise UserError(
+            f"{name} must not start with '-' (got {value!r}); put Invoke's own flags before the "
+            f"task name, e.g. `invoke --help TASK` or `invoke --dry TASK ...`"
+        )
+    return str(value)

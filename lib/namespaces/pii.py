@@ -1,0 +1,3 @@
+"""Protected-data (PII) access requests, handled on their Bugzilla bug."""
+
+from invoke import task  # noqa: F401

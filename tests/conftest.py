@@ -1,0 +1,77 @@
+"""Shared fixtures: running the real `invoke` binary in a clean environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Environment variables that must never leak from the developer's shell into a test run.
+_LEAKY_PREFIXES = ("INVOKE_", "BUGZILLA_", "SOCORRO_", "CRASHSTATS_", "PG", "GIT_", "GNUPGHOME")
+
+
+def clean_environ(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
+    env.update(
+        HOME=str(home),
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="Test Author",
+        GIT_AUTHOR_EMAIL="author@example.com",
+        GIT_COMMITTER_NAME="Test Author",
+        GIT_COMMITTER_EMAIL="author@example.com",
+        PYTHONDONTWRITEBYTECODE="1",
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+    )
+    return env
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty HOME so no ~/.invoke.yaml, ~/.bugzillarc or ~/.gitconfig leaks in."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def env(home: Path) -> dict[str, str]:
+    return clean_environ(home)
+
+
+@pytest.fixture
+def invoke(env: dict[str, str]):
+    """Run `python -m invoke ARGS` from `cwd` (default: the project root) with no stdin.
+
+    Returns the CompletedProcess (text mode). Extra environment via `extra_env=`.
+    """
+
+    def run(
+        *args: str,
+        cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = dict(env)
+        if extra_env:
+            full_env.update(extra_env)
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), *args],
+            cwd=cwd or PROJECT_ROOT,
+            env=full_env,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
