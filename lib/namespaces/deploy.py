@@ -1,3 +1,119 @@
 """Deploys: the deploy bug, the signed tag, and watching production until it serves the tag."""
 
 from invoke import task  # noqa: F401
+
+# -- deploy.tag / deploy.status / deploy.watch / deploy.finish ------------------------------------
+# (after prepare; the logic lives in lib/deploy_steps.py, lib/tagging.py, lib/signing.py and
+# lib/dockerflow.py)
+
+
+@task(
+    name="tag",
+    auto_shortflags=False,
+    help={
+        "nnn": "The deploy tag to make: the scheme's next tag (or the one being resumed).",
+        "repo": "Service checkout (default: config deploy.repo, else the current directory).",
+        "bug": "Deploy bug number (default: the open bug titled with this tag's deploy summary).",
+        "head": "Commit to tag instead of the main branch's tip (as in deploy.prepare).",
+        "yes": "Do not ask for confirmation (required when stdin is not a terminal).",
+        "dry_run": "Print every git command and HTTP request of a real run; change nothing.",
+    },
+)
+def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
+    """Make the signed deploy tag, push only it, post `git show` on the deploy bug; resumable."""
+    from lib import deploy_steps
+    from lib.console import confirm, info
+    from lib.settings import is_dry
+
+    dry = is_dry(c, dry_run)
+    name = deploy_steps.checked_tag_name(c, nnn)
+    git = deploy_steps.open_service_repo(c, repo)
+    client = deploy_steps.bugzilla_client(c, dry=dry, need_key=True)
+    plan = deploy_steps.plan_tag(c, git, name, bug_id=bug, head=head, client=client, dry=dry)
+    for line in deploy_steps.describe_plan(plan):
+        info(line)
+    if plan.all_done:
+        print(f"deploy tag {name} is complete: signed, pushed, and posted on {plan.bug_url}")
+        print(f"next: invoke deploy.watch {name}")
+        return
+    if not dry:
+        confirm(f"Tag, push and post {name} as listed above?", assume_yes=yes)
+    for line in deploy_steps.run_tag(c, git, plan, client, dry=dry):
+        print(line)
+    if dry:
+        print(f"dry-run: nothing was changed; rerun without --dry-run to deploy-tag {name}")
+        return
+    print(f"next: invoke deploy.watch {name}   (then: invoke deploy.finish {name})")
+
+
+@task(
+    name="status",
+    auto_shortflags=False,
+    help={
+        "nnn": "The deploy tag to report on.",
+        "repo": "Service checkout (default: config deploy.repo, else the current directory).",
+        "bug": "Deploy bug number (default: the bug whose summary is this tag's deploy summary).",
+        "json": "Print the report as JSON on stdout (nothing else on stdout).",
+    },
+)
+def status_(c, nnn, repo=None, bug=None, json=False):
+    """Show each step of a deploy (bug, tag, push, comment, stage, prod, FIXED), live."""
+    import json as json_module
+
+    from lib import deploy_steps
+
+    name = deploy_steps.checked_tag_name(c, nnn)
+    git = deploy_steps.open_service_repo(c, repo)
+    report = deploy_steps.deploy_status(c, git, name, bug_id=bug)
+    if json:
+        print(json_module.dumps(report, indent=2))
+    else:
+        deploy_steps.print_status_table(report)
+
+
+@task(
+    name="watch",
+    auto_shortflags=False,
+    help={
+        "nnn": "The deploy tag to wait for.",
+        "env": "Environment to watch: prod (config deploy.prod_url) or stage (deploy.stage_url).",
+        "timeout": "Give up after this many seconds (default: config deploy.watch_timeout).",
+        "interval": "Seconds between polls (default: config deploy.watch_interval).",
+        "repo": "Service checkout (default: config deploy.repo, else the current directory).",
+    },
+)
+def watch_(c, nnn, env="prod", timeout=None, interval=None, repo=None):
+    """Poll /__version__ until the environment serves the tag's commit; reports /__heartbeat__."""
+    from lib import deploy_steps
+
+    name = deploy_steps.checked_tag_name(c, nnn)
+    git = deploy_steps.open_service_repo(c, repo)
+    message = deploy_steps.watch(c, git, name, env=env, timeout=timeout, interval=interval)
+    print(message)
+
+
+@task(
+    name="finish",
+    auto_shortflags=False,
+    iterable=["note"],
+    help={
+        "nnn": "The deploy tag that went out.",
+        "note": "A line for the closing comment (repeatable).",
+        "force": "Close even though prod does not serve the tag (says so in the comment).",
+        "repo": "Service checkout (default: config deploy.repo, else the current directory).",
+        "bug": "Deploy bug number (default: the bug whose summary is this tag's deploy summary).",
+        "dry_run": "Print the Bugzilla requests a real run would make; change nothing.",
+    },
+)
+def finish_(c, nnn, note=None, force=False, repo=None, bug=None, dry_run=False):
+    """Once prod serves the tag: post the closing comment and mark the deploy bug RESOLVED FIXED."""
+    from lib import deploy_steps
+    from lib.settings import is_dry
+
+    name = deploy_steps.checked_tag_name(c, nnn)
+    git = deploy_steps.open_service_repo(c, repo)
+    print(
+        deploy_steps.finish(
+            c, git, name, notes=list(note or []), force=force, bug_id=bug, dry=is_dry(c, dry_run)
+        )
+    )

@@ -1,0 +1,739 @@
+"""The deploy after the bug: tag (signed, pushed, `git show` on the bug), status, finish.
+
+Nothing here keeps a local state file. Each step looks at the real systems (the repository, the
+remote, Bugzilla, the Dockerflow endpoints) to decide whether it is done, so any task can be rerun
+after a failure at any point and does only what is left, never anything twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from lib.console import info
+from lib.errors import UserError
+from lib.gitrepo import GitRepo
+from lib.settings import is_dry, setting
+
+# -- shared lookups --------------------------------------------------------------------------------
+
+
+def bugzilla_client(c: Any, *, dry: bool, need_key: bool) -> Any:
+    """A BugzillaClient for the configured server; without an API key only reads work."""
+    from lib.bugzilla import BugzillaClient, api_key_from_environment
+
+    url = str(setting(c, "bugzilla.url"))
+    api_key = api_key_from_environment(url)
+    if need_key and not api_key and not dry:
+        raise UserError(
+            "no Bugzilla API key: set BUGZILLA_API_KEY (or python-bugzilla's bugzillarc) so the "
+            "bug can be commented on"
+        )
+    return BugzillaClient(
+        url,
+        api_key,
+        auth=str(setting(c, "bugzilla.auth")),
+        timeout=float(setting(c, "bugzilla.timeout")),
+        dry_run=dry,
+    )
+
+
+def _status_text(bug: dict[str, Any]) -> str:
+    status = str(bug.get("status", "?"))
+    return f"{status} {bug['resolution']}" if bug.get("resolution") else status
+
+
+def _is_open(bug: dict[str, Any]) -> bool:
+    if "is_open" in bug:
+        return bool(bug["is_open"])
+    return str(bug.get("status")) not in ("RESOLVED", "VERIFIED", "CLOSED")
+
+
+def find_deploy_bug(
+    c: Any, client: Any, tag: str, bug_id: int | str | None, *, require_open: bool
+) -> dict[str, Any] | None:
+    """The deploy bug of `tag`: `bug_id` if given (its summary must match), else the bug of the
+    configured product whose summary is exactly the tag's deploy summary. None when none exists
+    and no id was given."""
+    from lib.deploy import deploy_summary
+
+    summary = deploy_summary(str(setting(c, "deploy.project")), tag)
+    if bug_id not in (None, ""):
+        try:
+            number = int(str(bug_id))
+        except ValueError:
+            raise UserError(f"--bug must be a bug number (got {bug_id!r})") from None
+        bug = client.get_bug(number)
+        if bug.get("summary") != summary:
+            raise UserError(
+                f"bug {number}'s summary is {bug.get('summary')!r}, not {summary!r}: it is not the "
+                f"deploy bug of {tag}"
+            )
+    else:
+        product = str(setting(c, "bugzilla.product"))
+        bugs = client.find_bugs(product, summary)
+        if not bugs:
+            return None
+        open_bugs = [b for b in bugs if _is_open(b)]
+        if len(open_bugs) > 1:
+            ids = ", ".join(str(b["id"]) for b in open_bugs)
+            raise UserError(
+                f"several open bugs are titled {summary!r} ({ids}); pick one with --bug"
+            )
+        bug = open_bugs[0] if open_bugs else min(bugs, key=lambda b: int(b["id"]))
+    if require_open and not _is_open(bug):
+        raise UserError(
+            f"deploy bug {bug['id']} ({summary!r}) is {_status_text(bug)}; reopen it or pass "
+            f"--bug with the open deploy bug"
+        )
+    return bug
+
+
+def open_service_repo(c: Any, repo: str | None) -> GitRepo:
+    from lib.gitrepo import open_repo
+    from lib.settings import resolve_path
+
+    return open_repo(resolve_path(repo if repo not in (None, "") else setting(c, "deploy.repo")))
+
+
+def checked_tag_name(c: Any, value: str | None) -> str:
+    """The positional NNN, refused when it is a flag or not a tag of the configured scheme."""
+    from lib.console import positional
+    from lib.deploytags import scheme_from_config
+
+    tag = positional(value, "NNN (the deploy tag)")
+    scheme = scheme_from_config(c)
+    if not scheme.is_valid(tag):
+        raise UserError(
+            f"{tag!r} is not a deploy tag of the configured scheme ({scheme.describe()})"
+        )
+    return tag
+
+
+def tag_commit(repo: GitRepo, remote: str | None, tag: str) -> str | None:
+    """The commit the tag names: locally, else on the remote (peeled), else None."""
+    commit = repo.rev_parse(f"refs/tags/{tag}")
+    if commit or not remote:
+        return commit
+    out = repo.try_read("ls-remote", "--tags", remote, f"refs/tags/{tag}", f"refs/tags/{tag}^{{}}")
+    peeled = plain = None
+    for line in (out or "").splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.endswith("^{}"):
+            peeled = sha
+        else:
+            plain = sha
+    return peeled or plain
+
+
+def contains_commit(repo: GitRepo) -> Any:
+    """A `contains(commit, served)` test for dockerflow: is `served` a descendant of `commit`?"""
+
+    def contains(commit: str, served: str) -> bool:
+        if repo.try_read("cat-file", "-e", f"{served}^{{commit}}") is None:
+            return False
+        return repo.is_ancestor(commit, served)
+
+    return contains
+
+
+# -- deploy.tag ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TagPlan:
+    """What deploy.tag learned in its preflight, and which steps are left."""
+
+    tag: str
+    remote: str
+    head: str
+    previous: str | None
+    commits: list[Any]
+    bug: dict[str, Any]
+    bug_url: str
+    message: str
+    local: Any = None  # tagging.LocalTag when the tag exists
+    remote_object: str | None = None
+    comment_done: bool = False
+    from_remote: bool = False  # the tag was only on the remote before this run's fetch
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tag_done(self) -> bool:
+        return self.local is not None
+
+    @property
+    def push_done(self) -> bool:
+        return self.local is not None and self.remote_object == self.local.object_sha
+
+    @property
+    def all_done(self) -> bool:
+        return self.tag_done and self.push_done and self.comment_done
+
+
+def _repair_hint(tag: str, remote: str, pushed: bool) -> str:
+    if pushed:
+        return (
+            f"it is already on {remote!r}, so fix it by hand: delete it there and here "
+            f"(`git push {remote} :refs/tags/{tag}` and `git tag -d {tag}`) only if nobody "
+            f"deploys it yet"
+        )
+    return f"it is not pushed yet: delete it (`git tag -d {tag}`) and rerun deploy.tag {tag}"
+
+
+def _check_existing_tag(repo: GitRepo, plan: TagPlan, *, full: bool = True) -> None:
+    """Refuse an existing tag that is not exactly the one this deploy would make (commit and
+    kind only, before the deploy bug is known, unless `full`)."""
+    from lib.tagging import verify_failure, verify_tag
+
+    local, tag = plan.local, plan.tag
+    pushed = plan.remote_object is not None
+    if plan.from_remote:
+        who = f"remote {plan.remote!r} has a different tag {tag} than this deploy would make:"
+        hint = f"someone else tagged {tag}; " + _repair_hint(tag, plan.remote, True)
+    else:
+        who = f"tag {tag} already exists"
+        hint = _repair_hint(tag, plan.remote, pushed)
+    if local.commit_sha != plan.head:
+        raise UserError(
+            f"{who} on {local.commit_sha[:7]}, not on the head to deploy {plan.head[:7]}; pass "
+            f"--head {local.commit_sha[:7]} to resume with it, or {hint}"
+        )
+    if not local.annotated or not local.signed:
+        kind = "a lightweight tag" if not local.annotated else "an unsigned annotated tag"
+        raise UserError(f"{who} {kind}; {hint}")
+    if not full:
+        return
+    if local.message != plan.message:
+        raise UserError(
+            f"{who} with a different message (other changes or another deploy bug); {hint}"
+        )
+    if not verify_tag(repo, tag):
+        raise UserError(
+            f"{who} whose signature `git tag -v {tag}` rejects ({verify_failure(repo, tag)}); "
+            f"import the signer's key, or {hint}"
+        )
+
+
+def plan_tag(
+    c: Any, repo: GitRepo, tag: str, *, bug_id: Any, head: str | None, client: Any, dry: bool
+) -> TagPlan:
+    """The read-only preflight of deploy.tag: every check before any change; returns the plan."""
+    from lib.changes import commits_between
+    from lib.deploy import preflight
+    from lib.deploytags import scheme_from_config
+    from lib.signing import check_signing
+    from lib.tagging import has_show_comment, local_tag, push_probe, remote_tag_object, tag_message
+
+    remote = str(setting(c, "deploy.remote"))
+    main_branch = str(setting(c, "deploy.main_branch"))
+    scheme = scheme_from_config(c)
+
+    branch = repo.current_branch()
+    if branch != main_branch:
+        raise UserError(
+            f"the checkout is on {branch or 'a detached HEAD'}, not on {main_branch}; "
+            f"`git checkout {main_branch}` first"
+        )
+    # Before the fetch (which would refuse to clobber a local tag): does the remote have it?
+    local = local_tag(repo, tag)
+    remote_object = remote_tag_object(repo, remote, tag)
+    if remote_object and local and remote_object != local.object_sha:
+        raise UserError(
+            f"remote {remote!r} has a different tag {tag} (object {remote_object[:12]}, local "
+            f"{local.object_sha[:12]}); someone else tagged {tag}: compare them, then keep one "
+            f"(`git tag -d {tag} && git fetch {remote} tag {tag}` to take the remote's)"
+        )
+    fetched_from_remote = local is None and remote_object is not None
+    preflight(repo, remote=remote, main_branch=main_branch, offline=False)
+    local = local_tag(repo, tag)  # the fetch brings in the remote's tag when only it had one
+
+    others = [t for t in repo.tags() if t != tag]
+    previous = scheme.previous(others)
+    if local is None and remote_object is None:
+        expected = scheme.next(previous, others, datetime.date.today())
+        if tag != expected:
+            last = (
+                f"the last deploy tag is {previous}" if previous else "there is no deploy tag yet"
+            )
+            raise UserError(f"{tag} is not the next deploy tag: {last}, so the next is {expected}")
+    elif scheme.previous([*others, tag]) != tag:
+        expected = scheme.next(previous, others, datetime.date.today())
+        raise UserError(
+            f"{tag} is an earlier deploy tag, not the next one: the last is {previous}, so the "
+            f"next is {expected}"
+        )
+
+    head_sha = repo.rev_parse(head) if head else repo.rev_parse(f"refs/heads/{main_branch}")
+    if head_sha is None:
+        raise UserError(f"--head {head!r} is not a commit in this repository")
+    if previous and not repo.is_ancestor(f"refs/tags/{previous}", head_sha):
+        raise UserError(
+            f"head {head_sha[:7]} is not a descendant of the previous deploy tag {previous}"
+        )
+    if local is not None:
+        early = TagPlan(tag, remote, head_sha, previous, [], {}, "", "", local, remote_object)
+        early.from_remote = fetched_from_remote
+        _check_existing_tag(repo, early, full=False)
+    commits = commits_between(repo, previous, head_sha)
+    if not commits:
+        raise UserError(
+            f"nothing to deploy: {head_sha[:7]} has no commits since {previous or 'the start'}"
+        )
+
+    bug = find_deploy_bug(c, client, tag, bug_id, require_open=False)
+    if bug is None:
+        from lib.deploy import deploy_summary
+
+        summary = deploy_summary(str(setting(c, "deploy.project")), tag)
+        raise UserError(
+            f"no deploy bug titled {summary!r} in {setting(c, 'bugzilla.product')}; file it with "
+            f"`invoke deploy.prepare --file-bug` or pass --bug"
+        )
+    bug_url = client.bug_url(int(bug["id"]))
+    plan = TagPlan(
+        tag=tag,
+        remote=remote,
+        head=head_sha,
+        previous=previous,
+        commits=commits,
+        bug=bug,
+        bug_url=bug_url,
+        message=tag_message(c, tag, commits, int(bug["id"]), bug_url),
+        local=local,
+        remote_object=remote_object,
+        from_remote=fetched_from_remote,
+    )
+    if local is not None:
+        _check_existing_tag(repo, plan)
+        plan.comment_done = has_show_comment(client.comments(int(bug["id"])), local.object_sha)
+    if plan.all_done:
+        return plan
+    if not plan.comment_done and not _is_open(bug):
+        raise UserError(
+            f"deploy bug {bug['id']} is {_status_text(bug)}, so the `git show` comment cannot go "
+            f"there; reopen it or pass --bug with the open deploy bug"
+        )
+    if not plan.tag_done:
+        setup = check_signing(repo.path, head_sha)
+        plan.notes.append(f"signing works ({setup.describe()})")
+    if not plan.push_done:
+        push_probe(repo, remote, tag, head_sha)
+        plan.notes.append(f"`git push --dry-run` of refs/tags/{tag} to {remote} is accepted")
+    return plan
+
+
+def describe_plan(plan: TagPlan) -> list[str]:
+    """The lines shown before the confirmation: what exists and what will be done."""
+    lines = [
+        f"deploy tag {plan.tag} on {plan.head[:7]} ({len(plan.commits)} commit(s) since "
+        f"{plan.previous or 'the start'}); deploy bug {plan.bug['id']}: {plan.bug_url}",
+    ]
+    lines += [f"  preflight: {note}" for note in plan.notes]
+    if plan.tag_done:
+        lines.append(f"  done: tag {plan.tag} exists, signed and verified")
+    else:
+        lines.append(f"  to do: create the signed tag {plan.tag} with this message:")
+        lines += [f"    | {line}" for line in plan.message.splitlines()]
+    if plan.push_done:
+        lines.append(f"  done: {plan.remote} has tag {plan.tag}")
+    else:
+        lines.append(f"  to do: push refs/tags/{plan.tag} (only that ref) to {plan.remote}")
+    if plan.comment_done:
+        lines.append(f"  done: bug {plan.bug['id']} has the `git show {plan.tag}` comment")
+    else:
+        lines.append(f"  to do: post `git show {plan.tag}` on bug {plan.bug['id']}")
+    return lines
+
+
+def _dry_show_preview(repo: GitRepo, plan: TagPlan) -> str:
+    """What `git show TAG` will print, for a dry run before the tag exists."""
+    ident = repo.read("var", "GIT_COMMITTER_IDENT").rsplit(" ", 2)[0]
+    commit = repo.read("-c", "core.pager=cat", "show", "--no-color", "--no-patch", plan.head)
+    return (
+        f"tag {plan.tag}\nTagger: {ident}\nDate:   (when the tag is made)\n\n{plan.message}"
+        f"-----BEGIN PGP SIGNATURE-----\n(the signature)\n-----END PGP SIGNATURE-----\n\n{commit}"
+    )
+
+
+def run_tag(c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool) -> list[str]:
+    """Do the steps the plan says are left; returns the lines describing what was done."""
+    from lib.tagging import (
+        build_show_comment,
+        create_signed_tag,
+        local_tag,
+        push_tag,
+        remote_tag_object,
+        show_tag,
+        verify_failure,
+        verify_tag,
+    )
+
+    done: list[str] = []
+    tag, remote = plan.tag, plan.remote
+    if not plan.tag_done:
+        create_signed_tag(repo, tag, plan.head, plan.message, dry=dry)
+        if dry:
+            info(f"dry-run: would run: git tag -v {tag}")
+        else:
+            if not verify_tag(repo, tag):
+                raise UserError(
+                    f"tag {tag} was created but `git tag -v {tag}` fails "
+                    f"({verify_failure(repo, tag)}); it is not pushed: delete it "
+                    f"(`git tag -d {tag}`), fix signing, and rerun"
+                )
+            plan.local = local_tag(repo, tag)
+            done.append(
+                f"created the signed tag {tag} on {plan.head[:7]} (`git tag -v` accepts it)"
+            )
+    if not plan.push_done:
+        push_tag(repo, remote, tag, dry=dry)
+        if dry:
+            info(f"dry-run: would run: git ls-remote --tags {remote} refs/tags/{tag}")
+        else:
+            plan.remote_object = remote_tag_object(repo, remote, tag)
+            if plan.remote_object != plan.local.object_sha:
+                raise UserError(
+                    f"after the push, {remote!r} has tag {tag} as "
+                    f"{plan.remote_object or 'nothing'}, not {plan.local.object_sha[:12]}; "
+                    f"check the remote, then rerun"
+                )
+            done.append(f"pushed refs/tags/{tag} to {remote} (same tag object on the remote)")
+    if not plan.comment_done:
+        if dry and plan.local is None:
+            text, _ = build_show_comment(
+                tag, "(known once the tag exists)", _dry_show_preview(repo, plan)
+            )
+        else:
+            text, cut = build_show_comment(tag, plan.local.object_sha, show_tag(repo, tag))
+            if cut:
+                info(f"the `git show {tag}` comment was cut to fit Bugzilla's comment limit")
+        client.add_comment(int(plan.bug["id"]), text, markdown=True)
+        if not dry:
+            plan.comment_done = True
+            done.append(f"posted `git show {tag}` on bug {plan.bug['id']}: {plan.bug_url}")
+    return done
+
+
+# -- deploy.status ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    key: str
+    title: str
+    done: bool | None  # None: could not be determined
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.key, "title": self.title, "done": self.done, "detail": self.detail}
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", "") or exc).splitlines()[0][:200]
+
+
+def deploy_status(c: Any, repo: GitRepo, tag: str, *, bug_id: Any = None) -> dict[str, Any]:
+    """Each step of the deploy of `tag`, derived from the repository, the remote, Bugzilla and the
+    Dockerflow endpoints. Nothing is changed."""
+    from lib import dockerflow
+    from lib.tagging import has_show_comment, local_tag, remote_tag_object, verify_tag
+
+    remote = str(setting(c, "deploy.remote"))
+    steps: list[Step] = []
+    local = local_tag(repo, tag)
+    commit = local.commit_sha if local else None
+
+    bug = None
+    client = None
+    try:
+        client = bugzilla_client(c, dry=True, need_key=False)
+        bug = find_deploy_bug(c, client, tag, bug_id, require_open=False)
+        if bug is None:
+            steps.append(Step("bug_filed", "deploy bug filed", False, "no bug with the summary"))
+        else:
+            url = client.bug_url(int(bug["id"]))
+            steps.append(
+                Step(
+                    "bug_filed",
+                    "deploy bug filed",
+                    True,
+                    f"bug {bug['id']} {_status_text(bug)} {url}",
+                )
+            )
+    except UserError as exc:
+        if bug_id not in (None, "") and "summary" in exc.reason:
+            raise
+        steps.append(Step("bug_filed", "deploy bug filed", None, _error_text(exc)))
+    except Exception as exc:  # network: the report goes on
+        steps.append(Step("bug_filed", "deploy bug filed", None, _error_text(exc)))
+
+    if local is None:
+        steps.append(Step("tag_created", "tag created", False, f"no local tag {tag}"))
+        steps.append(Step("tag_verified", "tag signed and verified", False, ""))
+    else:
+        kind = "annotated" if local.annotated else "lightweight"
+        steps.append(Step("tag_created", "tag created", True, f"{kind}, on {local.commit_sha[:7]}"))
+        verified = local.signed and verify_tag(repo, tag)
+        steps.append(
+            Step(
+                "tag_verified",
+                "tag signed and verified",
+                verified,
+                "git tag -v accepts it"
+                if verified
+                else ("unsigned" if not local.signed else "git tag -v fails"),
+            )
+        )
+
+    try:
+        remote_object = remote_tag_object(repo, remote, tag)
+        if remote_object is None:
+            steps.append(Step("pushed", "tag pushed", False, f"{remote} has no tag {tag}"))
+        elif local is not None and remote_object != local.object_sha:
+            steps.append(
+                Step(
+                    "pushed",
+                    "tag pushed",
+                    False,
+                    f"{remote} has a different object {remote_object[:12]}",
+                )
+            )
+        else:
+            steps.append(Step("pushed", "tag pushed", True, f"{remote} has {remote_object[:12]}"))
+            if commit is None:
+                commit = tag_commit(repo, remote, tag)
+    except UserError as exc:
+        steps.append(Step("pushed", "tag pushed", None, _error_text(exc)))
+
+    if bug is None or client is None:
+        steps.append(
+            Step("show_posted", "`git show` posted", None if bug is None else False, "no bug")
+        )
+    elif local is None:
+        steps.append(
+            Step("show_posted", "`git show` posted", False, "no local tag object to look for")
+        )
+    else:
+        try:
+            posted = has_show_comment(client.comments(int(bug["id"])), local.object_sha)
+            steps.append(
+                Step(
+                    "show_posted",
+                    "`git show` posted",
+                    posted,
+                    f"on bug {bug['id']}" if posted else "",
+                )
+            )
+        except Exception as exc:
+            steps.append(Step("show_posted", "`git show` posted", None, _error_text(exc)))
+
+    served: dict[str, Any] = {}
+    for env in ("stage", "prod"):
+        base = str(setting(c, f"deploy.{env}_url"))
+        answer = dockerflow.fetch_version(base)
+        served[env] = {
+            "url": base,
+            "commit": answer.commit,
+            "version": answer.version,
+            "error": answer.error,
+        }
+        if answer.error:
+            steps.append(
+                Step(f"{env}_serves", f"{env} serves it", None, f"{base}: {answer.describe()}")
+            )
+        elif commit is None:
+            steps.append(
+                Step(
+                    f"{env}_serves",
+                    f"{env} serves it",
+                    False,
+                    f"serves {answer.describe()}; tag unknown",
+                )
+            )
+        else:
+            live = dockerflow.serves(answer, commit, contains_commit(repo))
+            detail = f"serves {answer.describe()}"
+            if live and answer.commit != commit:
+                detail += f", which contains {commit[:7]}"
+            steps.append(Step(f"{env}_serves", f"{env} serves it", live, detail))
+
+    if bug is None:
+        steps.append(
+            Step(
+                "bug_resolved",
+                "bug resolved FIXED",
+                None if steps[0].done is not False else False,
+                "",
+            )
+        )
+    else:
+        fixed = bug.get("resolution") == "FIXED" and not _is_open(bug)
+        steps.append(Step("bug_resolved", "bug resolved FIXED", fixed, _status_text(bug)))
+
+    return {
+        "tag": tag,
+        "commit": commit,
+        "bug": int(bug["id"]) if bug else None,
+        "served": served,
+        "steps": [s.to_json() for s in steps],
+        "complete": all(s.done for s in steps),
+    }
+
+
+def print_status_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"deploy {report['tag']}")
+    table.add_column("step")
+    table.add_column("state")
+    table.add_column("detail", overflow="fold")
+    marks = {
+        True: "[green]done[/green]",
+        False: "[yellow]not yet[/yellow]",
+        None: "[red]unknown[/red]",
+    }
+    for step in report["steps"]:
+        table.add_row(step["title"], marks[step["done"]], step["detail"])
+    Console(file=sys.stdout, width=120).print(table)
+
+
+# -- deploy.finish ---------------------------------------------------------------------------------
+
+
+def change_lines(message: str) -> list[str]:
+    """The change lines of a deploy tag message (between the first line and `Deploy bug:`)."""
+    lines = message.splitlines()[1:]
+    return [line for line in lines if line.strip() and not line.startswith("Deploy bug:")]
+
+
+def finish(
+    c: Any, repo: GitRepo, tag: str, *, notes: list[str], force: bool, bug_id: Any, dry: bool
+) -> str:
+    """Post the closing comment and mark the deploy bug RESOLVED FIXED; returns what happened."""
+    from lib import dockerflow
+    from lib.render import render_config
+    from lib.tagging import local_tag
+
+    remote = str(setting(c, "deploy.remote"))
+    client = bugzilla_client(c, dry=dry, need_key=True)
+    bug = find_deploy_bug(c, client, tag, bug_id, require_open=False)
+    if bug is None:
+        raise UserError(f"no deploy bug for {tag}; pass --bug")
+    number = int(bug["id"])
+    if not _is_open(bug):
+        if bug.get("resolution") == "FIXED":
+            return f"bug {number} is already {_status_text(bug)}; nothing to do"
+        raise UserError(
+            f"bug {number} is {_status_text(bug)}, not FIXED; reopen it first if {tag} went out"
+        )
+    local = local_tag(repo, tag)
+    commit = tag_commit(repo, remote, tag)
+    if commit is None:
+        raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")
+    prod_url = str(setting(c, "deploy.prod_url"))
+    served = dockerflow.fetch_version(prod_url)
+    live = dockerflow.serves(served, commit, contains_commit(repo))
+    if not live and not force:
+        raise UserError(
+            f"prod ({prod_url}) serves {served.describe()}, not {tag} ({commit[:7]}); wait with "
+            f"`invoke deploy.watch {tag}`, or pass --force"
+        )
+    if not live:
+        info(f"warning: prod serves {served.describe()}, not {tag}; closing anyway (--force)")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    comment = render_config(
+        c,
+        "deploy_finished.md.j2",
+        {
+            "tag": tag,
+            "commit": commit,
+            "prod_url": prod_url,
+            "served": served,
+            "live": live,
+            "forced": force and not live,
+            "when": when,
+            "changes": change_lines(local.message) if local and local.annotated else [],
+            "notes": [n for n in notes if n.strip()],
+            "github_repo": str(setting(c, "deploy.github_repo")),
+        },
+    ).strip()
+    client.resolve_fixed(number, comment)
+    if dry:
+        return f"dry-run: bug {number} would get the closing comment and RESOLVED FIXED"
+    return f"bug {number} is RESOLVED FIXED with the closing comment: {client.bug_url(number)}"
+
+
+def dry_flag(c: Any, dry_run: bool) -> bool:
+    return is_dry(c, dry_run)
+
+
+# -- deploy.watch ----------------------------------------------------------------------------------
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--{name} must be a number of seconds (got {value!r})") from None
+    if not seconds > 0:
+        raise UserError(f"--{name} must be more than 0 seconds (got {value!r})")
+    return seconds
+
+
+def watch(
+    c: Any,
+    repo: GitRepo,
+    tag: str,
+    *,
+    env: str,
+    timeout: Any = None,
+    interval: Any = None,
+) -> str:
+    """Wait until the environment serves the tag's commit; the final line, or a UserError."""
+    from lib import dockerflow
+
+    if env not in ("prod", "stage"):
+        raise UserError(f"--env must be prod or stage (got {env!r})")
+    timeout_s = _seconds(
+        timeout if timeout is not None else setting(c, "deploy.watch_timeout"), "timeout"
+    )
+    interval_s = _seconds(
+        interval if interval is not None else setting(c, "deploy.watch_interval"), "interval"
+    )
+    remote = str(setting(c, "deploy.remote"))
+    commit = tag_commit(repo, remote, tag)
+    if commit is None:
+        raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")
+    base = str(setting(c, f"deploy.{env}_url"))
+    heartbeat = dockerflow.fetch_heartbeat(base)
+    info(
+        f"watching {base}/__version__ for {tag} ({commit[:7]}), every {interval_s:g}s for up to "
+        f"{timeout_s:g}s; heartbeat: {heartbeat.detail}"
+    )
+
+    def progress(elapsed: float, served: Any) -> None:
+        minutes, seconds = divmod(int(elapsed), 60)
+        info(f"[{minutes:3d}:{seconds:02d}] {env} serves {served.describe()}")
+
+    result = dockerflow.wait_for_commit(
+        base,
+        commit,
+        timeout=timeout_s,
+        interval=interval_s,
+        contains=contains_commit(repo),
+        progress=progress,
+    )
+    heartbeat = dockerflow.fetch_heartbeat(base)
+    if result.live:
+        extra = "" if result.last.commit == commit else f" ({result.last.commit[:7]} contains it)"
+        nxt = f"; next: invoke deploy.finish {tag}" if env == "prod" else ""
+        return f"{env} serves {tag} ({commit[:7]}){extra}; heartbeat: {heartbeat.detail}{nxt}"
+    raise UserError(
+        f"timed out after {timeout_s:g}s: {env} ({base}) serves {result.last.describe()}, not "
+        f"{tag} ({commit[:7]}); heartbeat: {heartbeat.detail}",
+        code=2,
+    )

@@ -1,0 +1,410 @@
+"""deploy.tag end to end: the real `invoke` binary, real git with a bare remote, real GPG / SSH
+signing, python-bugzilla against the fake Bugzilla. Outcomes are counted on the remote (tags, and
+pushes through a post-receive hook) and on the server (comments, write requests)."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from tests.deploy_fixtures import DeployRepo, git, git_env
+from tests.fake_bugzilla import RELENG, FakeBugzilla, fake_bugzilla  # noqa: F401
+
+SUMMARY = "socorro deploy: {}"
+
+
+@dataclass
+class Deploy:
+    repo: DeployRepo
+    bz: FakeBugzilla
+    bug: int
+    env: dict[str, str]
+    base_env: dict[str, str]
+    push_log: Path
+    pid_file: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), *args]
+
+    def full_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**self.base_env, **self.env, **self.extra, **(extra or {})}
+
+    def run(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.command(*args),
+            cwd=PROJECT_ROOT,
+            env=self.full_env(extra),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def run_killable(self, *args: str) -> subprocess.CompletedProcess:
+        """Run with the process id in `pid_file`, so a git hook can kill it mid-run."""
+        process = subprocess.Popen(
+            self.command(*args),
+            cwd=PROJECT_ROOT,
+            env=self.full_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.pid_file.write_text(str(process.pid))
+        out, err = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+    # -- what is really there ---------------------------------------------------------------------
+    def remote_tag(self, name: str = "101") -> str | None:
+        return self.repo.remote_tags().get(name)
+
+    def local_tag(self, name: str = "101") -> str | None:
+        return self.repo.local_tags().get(name)
+
+    def pushes(self, name: str = "101") -> int:
+        if not self.push_log.exists():
+            return 0
+        return sum(
+            line.endswith(f"refs/tags/{name}") for line in self.push_log.read_text().split("\n")
+        )
+
+    def show_comments(self, bug: int | None = None) -> list[str]:
+        texts = [c["text"] for c in self.bz.comments(bug or self.bug)]
+        return [t for t in texts if "(tag object " in t]
+
+    def writes(self) -> int:
+        return len(self.bz.writes())
+
+    def assert_nothing_changed(self, result: subprocess.CompletedProcess) -> None:
+        assert result.returncode != 0, result.stdout + result.stderr
+        assert self.local_tag() is None
+        assert self.remote_tag() is None
+        assert self.pushes() == 0
+        assert self.writes() == 0
+        assert self.show_comments() == []
+
+    def assert_complete(self) -> None:
+        local = self.local_tag()
+        assert local is not None and self.remote_tag() == local
+        assert self.pushes() == 1
+        assert len(self.show_comments()) == 1
+        self.repo.git("tag", "-v", "101")
+
+
+@pytest.fixture
+def deploy(deploy_repo: DeployRepo, fake_bugzilla: FakeBugzilla, env, tmp_path: Path) -> Deploy:  # noqa: F811
+    bug = fake_bugzilla.add_bug(
+        summary=SUMMARY.format("101"), product="Socorro", component="Infra", description="deploy"
+    )
+    push_log = tmp_path / "pushes.log"
+    deploy_repo.install_remote_hook("post-receive", f"cat >> {push_log}\n")
+    return Deploy(
+        repo=deploy_repo,
+        bz=fake_bugzilla,
+        bug=bug,
+        base_env=env,
+        env={
+            "GNUPGHOME": deploy_repo.env["GNUPGHOME"],
+            "BUGZILLA_API_KEY": fake_bugzilla.key_for(RELENG),
+            "INVOKE_BUGZILLA_URL": fake_bugzilla.url,
+            "INVOKE_DEPLOY_REPO": str(deploy_repo.path),
+            "INVOKE_DEPLOY_PROD_URL": "http://127.0.0.1:9",
+            "INVOKE_DEPLOY_STAGE_URL": "http://127.0.0.1:9",
+        },
+        push_log=push_log,
+        pid_file=tmp_path / "invoke.pid",
+    )
+
+
+# -- the whole job, and a rerun that changes nothing --
+
+
+def test_tag_push_and_comment_then_rerun_changes_nothing(deploy):
+    repo = deploy.repo
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.assert_complete()
+    assert "next: invoke deploy.watch 101" in result.stdout
+
+    # The tag: annotated, signed, on the head, with the templated message.
+    assert repo.git("cat-file", "-t", "refs/tags/101").strip() == "tag"
+    assert repo.git("rev-parse", "101^{commit}").strip() == repo.head("main")
+    message = repo.git("tag", "-l", "--format=%(contents:body)", "101")
+    subject = repo.git("tag", "-l", "--format=%(contents:subject)", "101").strip()
+    assert subject == "Tagging 101 for deploy to prod"
+    lines = [line for line in message.splitlines() if line.strip()]
+    commits = repo.git("log", "--reverse", "--format=%h: %s (%an)", "--abbrev=7", "100..main")
+    assert lines[:3] == commits.splitlines()
+    assert "(Ana Müller)" in lines[0]
+    assert lines[-1] == f"Deploy bug: {deploy.bz.base}/show_bug.cgi?id={deploy.bug}"
+
+    # The comment: git show, cut before the diff, a Markdown code block naming the tag object.
+    (comment,) = deploy.show_comments()
+    object_sha = deploy.local_tag()
+    assert f"(tag object {object_sha})" in comment.splitlines()[0]
+    assert "```text\ntag 101\n" in comment and "BEGIN PGP SIGNATURE" in comment
+    assert "diff --git" not in comment
+    assert deploy.bz.comments(deploy.bug)[-1]["is_markdown"] is True
+
+    # Only refs/tags/101 was pushed (the unpushed local tag 7 stays local).
+    writes = deploy.writes()
+    repo.git("tag", "7", "HEAD~1")
+    again = deploy.run("deploy.tag", "101", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "is complete" in again.stdout
+    deploy.assert_complete()
+    assert deploy.writes() == writes
+    assert "7" not in repo.remote_tags()
+
+
+def test_stdin_not_a_terminal_needs_yes(deploy):
+    result = deploy.run("deploy.tag", "101")
+    deploy.assert_nothing_changed(result)
+    assert "--yes" in result.stderr
+
+
+@pytest.mark.parametrize("dry_flag", ["global", "task"])
+def test_dry_run_prints_every_command_and_request_and_changes_nothing(deploy, dry_flag):
+    args = (
+        ("--dry", "deploy.tag", "101")
+        if dry_flag == "global"
+        else ("deploy.tag", "101", "--dry-run")
+    )
+    result = deploy.run(*args)
+    assert result.returncode == 0, result.stderr
+    err = result.stderr
+    assert "git tag -s -m 'Tagging 101 for deploy to prod" in err
+    assert "git tag -v 101" in err
+    assert "git push --porcelain origin refs/tags/101:refs/tags/101" in err
+    assert f"/rest/bug/{deploy.bug}" in err and "tag 101" in err
+    assert deploy.bz.key_for(RELENG) not in result.stdout + err
+    deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
+
+
+def test_ssh_signed_tag(deploy, ssh_signing_key):
+    deploy.repo.use_ssh(ssh_signing_key)
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.assert_complete()
+    assert "BEGIN SSH SIGNATURE" in deploy.show_comments()[0]
+
+
+def test_date_tags(deploy):
+    today = datetime.date.today().strftime("%Y.%m.%d")
+    deploy.repo.tag_lightweight(today, "HEAD~1")
+    tag = f"{today}-2"
+    bug = deploy.bz.add_bug(summary=SUMMARY.format(tag), product="Socorro", component="Infra")
+    result = deploy.run("deploy.tag", tag, "--yes", extra={"INVOKE_DEPLOY_TAG_SCHEME": "date"})
+    assert result.returncode == 0, result.stderr
+    assert deploy.remote_tag(tag) == deploy.local_tag(tag) is not None
+    assert len(deploy.show_comments(bug)) == 1
+
+
+def test_explicit_bug_and_head(deploy):
+    head = deploy.repo.head("main~1")
+    result = deploy.run("deploy.tag", "101", "--yes", "--bug", str(deploy.bug), "--head", head)
+    assert result.returncode == 0, result.stderr
+    assert deploy.repo.git("rev-parse", "101^{commit}").strip() == head
+    deploy.assert_complete()
+
+
+# -- failures at each step, then a rerun that converges --
+
+
+def test_push_rejected_then_rerun_converges(deploy, tmp_path):
+    block = tmp_path / "block"
+    block.write_text("")
+    deploy.repo.install_remote_hook(
+        "pre-receive", f'if [ -e {block} ]; then echo "tags are frozen" >&2; exit 1; fi\n'
+    )
+    failed = deploy.run("deploy.tag", "101", "--yes")
+    assert failed.returncode != 0
+    assert "pushing refs/tags/101" in failed.stderr and "rerun deploy.tag 101" in failed.stderr
+    assert deploy.local_tag() and deploy.remote_tag() is None and deploy.show_comments() == []
+
+    block.unlink()
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "done: tag 101 exists, signed and verified" in result.stderr
+    deploy.assert_complete()
+
+
+def test_bugzilla_500_on_the_comment_then_rerun_converges(deploy):
+    for method in ("POST", "PUT"):
+        deploy.bz.add_fault(f"/rest/bug/{deploy.bug}*", method=method, status=500, count=None)
+    failed = deploy.run("deploy.tag", "101", "--yes")
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr
+    assert deploy.remote_tag() == deploy.local_tag() is not None
+    assert deploy.show_comments() == []
+
+    deploy.bz.faults.clear()
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.assert_complete()
+
+
+def test_killed_after_the_tag_is_made_then_rerun_converges(deploy):
+    # git runs reference-transaction when the tag ref is committed: kill deploy.tag right there.
+    deploy.repo.install_local_hook(
+        "reference-transaction",
+        f'[ "$1" = committed ] || exit 0\n'
+        f"grep -q ' refs/tags/101$' || exit 0\n"
+        f'rm -f "$0"\nkill -9 "$(cat {deploy.pid_file})"\n',
+    )
+    killed = deploy.run_killable("deploy.tag", "101", "--yes")
+    assert killed.returncode == -9
+    assert deploy.local_tag() and deploy.remote_tag() is None and deploy.pushes() == 0
+
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.assert_complete()
+
+
+def test_killed_after_the_push_then_rerun_converges(deploy):
+    deploy.repo.install_remote_hook(
+        "post-update", f'rm -f "$0"\nkill -9 "$(cat {deploy.pid_file})"\n'
+    )
+    killed = deploy.run_killable("deploy.tag", "101", "--yes")
+    assert killed.returncode == -9
+    for _ in range(50):  # the push itself finishes after deploy.tag is gone
+        if deploy.remote_tag():
+            break
+        time.sleep(0.1)
+    assert deploy.remote_tag() == deploy.local_tag() is not None
+    assert deploy.show_comments() == []
+
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "done: origin has tag 101" in result.stderr
+    deploy.assert_complete()
+
+
+def test_tag_pushed_from_another_machine_is_resumed(deploy, tmp_path):
+    """The remote has exactly the tag this deploy would make (e.g. an earlier run elsewhere)."""
+    first = deploy.run("deploy.tag", "101", "--yes")
+    assert first.returncode == 0, first.stderr
+    # A second checkout of the same remote, without the local tag.
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", "--no-tags", str(deploy.repo.remote), str(other))
+    git(other, "config", "user.email", "deployer@example.com", env=git_env())
+    git(other, "config", "user.signingkey", deploy.repo.git("config", "user.signingkey").strip())
+    result = deploy.run("deploy.tag", "101", "--yes", "--repo", str(other))
+    assert result.returncode == 0, result.stderr
+    assert "is complete" in result.stdout
+    deploy.assert_complete()
+
+
+# -- refusals: each before any change, with a clear message --
+
+
+def _behind(deploy: Deploy, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(deploy.repo.remote), str(other))
+    (other / "new.txt").write_text("x")
+    git(other, "add", "new.txt")
+    git(other, "commit", "-q", "-m", "someone else's change")
+    git(other, "push", "-q", "origin", "main")
+
+
+REFUSALS = {
+    "dirty tree": (lambda d, t: (d.repo.path / "scratch.txt").write_text("x"), "not clean"),
+    "behind": (_behind, "behind"),
+    "ahead": (lambda d, t: d.repo.commit("local only"), "ahead"),
+    "diverged": (lambda d, t: (_behind(d, t), d.repo.commit("local only")), "diverged"),
+    "wrong branch": (lambda d, t: d.repo.git("checkout", "-q", "-b", "feature"), "not on main"),
+    "tag on another commit": (
+        lambda d, t: d.repo.git("tag", "-s", "-m", "x", "101", "HEAD~1"),
+        "already exists on",
+    ),
+    "lightweight tag": (lambda d, t: d.repo.git("tag", "101"), "lightweight"),
+    "unsigned tag": (lambda d, t: d.repo.git("tag", "-a", "-m", "x", "101"), "unsigned"),
+    "remote has a different tag": (
+        lambda d, t: d.repo.remote_git("tag", "101", d.repo.head("main~2")),
+        "has a different tag 101",
+    ),
+    "bug closed": (
+        lambda d, t: d.bz.act_as(RELENG).update(d.bug, status="RESOLVED", resolution="FIXED"),
+        "RESOLVED FIXED",
+    ),
+    "no bug": (lambda d, t: d.bz.bugs[d.bug].update(summary="something else"), "no deploy bug"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusal_matrix(deploy, tmp_path, case):
+    prepare, expected = REFUSALS[case]
+    prepare(deploy, tmp_path)
+    local_before = deploy.local_tag()
+    remote_before = deploy.remote_tag()
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode != 0, result.stdout
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # (the fetch of the preflight mirrors a remote's tag locally, changing nothing else)
+    assert deploy.local_tag() == (local_before or remote_before)
+    assert deploy.remote_tag() == remote_before
+    assert deploy.pushes() == 0 and deploy.writes() == 0 and deploy.show_comments() == []
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("deploy.tag", "105", "--yes"), "105 is not the next deploy tag"),
+        (("deploy.tag", "99", "--yes"), "99 is an earlier deploy tag, not the next one"),
+        (("deploy.tag", "100", "--yes"), "tag 100 already exists on"),
+        (("deploy.tag", "--help"), "must not start with '-'"),
+        (("deploy.tag", "-1", "--yes"), "must not start with '-'"),
+        (("deploy.tag", "v101", "--yes"), "not a deploy tag of the configured scheme"),
+        (("deploy.tag", "101", "--yes", "--head", "nope"), "not a commit"),
+    ],
+)
+def test_bad_arguments_are_refused(deploy, args, expected):
+    result = deploy.run(*args)
+    assert expected in result.stderr, result.stderr
+    deploy.assert_nothing_changed(result)
+
+
+def test_bug_summary_of_another_tag_is_refused(deploy):
+    other = deploy.bz.add_bug(summary=SUMMARY.format("100"), product="Socorro", component="Infra")
+    result = deploy.run("deploy.tag", "101", "--yes", "--bug", str(other))
+    assert "'socorro deploy: 100', not 'socorro deploy: 101'" in result.stderr
+    deploy.assert_nothing_changed(result)
+
+
+def test_no_signing_key_is_refused(deploy, empty_gpg_home):
+    result = deploy.run("deploy.tag", "101", "--yes", extra={"GNUPGHOME": str(empty_gpg_home.home)})
+    assert "no usable GPG secret key" in result.stderr
+    deploy.assert_nothing_changed(result)
+
+
+def test_no_api_key_is_refused(deploy):
+    result = deploy.run("deploy.tag", "101", "--yes", extra={"BUGZILLA_API_KEY": ""})
+    assert "no Bugzilla API key" in result.stderr
+    deploy.assert_nothing_changed(result)
+
+
+def test_nothing_to_deploy_is_refused(deploy):
+    deploy.repo.git("reset", "-q", "--hard", "100")
+    deploy.repo.git("push", "-q", "-f", "origin", "main")
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert "nothing to deploy" in result.stderr
+    deploy.assert_nothing_changed(result)
+
+
+def test_push_not_allowed_is_refused_before_tagging(deploy, tmp_path):
+    # Fetching works, pushing does not (like a read-only push URL or missing credentials).
+    deploy.repo.git("remote", "set-url", "--push", "origin", str(tmp_path / "no-such-remote.git"))
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert "`git push --dry-run`" in result.stderr and "would fail" in result.stderr
+    deploy.assert_nothing_changed(result)
