@@ -19,7 +19,7 @@ def _open_repo(c, repo):
 @task(
     auto_shortflags=False,
     help={
-        "repo": "Service checkout to deploy (default: config deploy.repo, else the current directory).",
+        "repo": "Service checkout (default: config deploy.repo, else the current directory).",
         "since": "Previous deploy tag to list changes from (default: the highest deploy tag).",
         "head": "Commit to deploy instead of the main branch's tip.",
         "offline": "Do not fetch the remote (and do not compare main with the remote's main).",
@@ -27,7 +27,7 @@ def _open_repo(c, repo):
         "file_bug": "File the deploy bug in Bugzilla (reused if one with the same summary exists).",
         "priority": "Priority of the filed bug: P1 or P2 (default P2).",
         "assignee": "Assignee email of the filed bug (default: the API key's own user).",
-        "needinfo": "Needinfo the assignees of the referenced bugs to verify on stage.",
+        "needinfo": "Ask the referenced bugs' assignees to check on stage (implies --file-bug).",
     },
 )
 def prepare(
@@ -42,7 +42,7 @@ def prepare(
     assignee=None,
     needinfo=False,
 ):
-    """Render the deploy bug from the git history since the last deploy tag; file it with --file-bug."""
+    """Render the deploy bug from the history since the last deploy tag; --file-bug files it."""
     from lib import deploy, deploy_bug
 
     deploy_bug.check_priority(priority)
