@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from lib.gitrepo import GitRepo
 
@@ -16,9 +16,14 @@ BUG_RE = re.compile(
 )
 
 
+_DIGITS = re.compile(r"\d+")
+
+
 def find_bugs(text: str) -> list[int]:
     """The bug numbers a commit message names, deduplicated and sorted."""
-    found = {int(n) for match in BUG_RE.findall(text) for n in re.findall(r"\d+", match)}
+    if "bug" not in text.lower():
+        return []
+    found = {int(n) for match in BUG_RE.findall(text) for n in _DIGITS.findall(match)}
     return sorted(found)
 
 
@@ -34,7 +39,13 @@ class Commit:
         return self.sha[:7]
 
     def to_json(self) -> dict:
-        return {**asdict(self), "short": self.short}
+        return {
+            "sha": self.sha,
+            "short": self.short,
+            "summary": self.summary,
+            "author": self.author,
+            "bugs": self.bugs,
+        }
 
     def line(self) -> str:
         """The change line used in bugs and tag messages: `<sha7>: <summary> (<author>)`."""

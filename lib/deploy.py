@@ -112,7 +112,13 @@ def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) ->
 
 
 def resolve_range(
-    repo: GitRepo, scheme: TagScheme, *, main_branch: str, since: str | None, head: str | None
+    repo: GitRepo,
+    scheme: TagScheme,
+    *,
+    main_branch: str,
+    since: str | None,
+    head: str | None,
+    tags: list[str],
 ) -> tuple[str | None, str | None, str]:
     """(previous tag, its commit, head commit) for the deploy, checked against each other."""
     if since is not None:
@@ -121,7 +127,7 @@ def resolve_range(
         if previous_sha is None:
             raise UserError(f"--since tag {since!r} does not exist")
     else:
-        previous = scheme.previous(repo.tags())
+        previous = scheme.previous(tags)
         previous_sha = repo.rev_parse(f"refs/tags/{previous}") if previous else None
     if head is None:
         head_sha = repo.rev_parse(f"refs/heads/{main_branch}")
@@ -147,25 +153,25 @@ def render_texts(c: Any, plan: DeployPlan) -> None:
     """Fill the plan's summary and description from the templates, within Bugzilla's limit."""
     from lib.render import render_config
 
-    bugzilla_url = str(setting(c, "bugzilla.url"))
+    bugs_base = bug_link(str(setting(c, "bugzilla.url")), 0)[:-1]
     context = {
         "project": plan.project,
         "next_tag": plan.next_tag,
         "previous_tag": plan.previous_tag,
         "previous_sha": plan.previous_sha or "",
         "head": plan.head,
-        "bugs": [{"number": n, "url": bug_link(bugzilla_url, n)} for n in plan.bugs],
+        "bugs": [{"number": n, "url": f"{bugs_base}{n}"} for n in plan.bugs],
         "compare_url": plan.compare_url,
         "stage_url": setting(c, "deploy.stage_url"),
         "prod_url": setting(c, "deploy.prod_url"),
     }
     plan.summary = render_config(c, "deploy_bug_summary.txt.j2", context).strip()
     commits, bugs = plan.commits, context["bugs"]
-    fraction = 1.0
-    while True:
+
+    def description_with(fraction: float) -> str:
         shown_commits = commits[: int(len(commits) * fraction)]
         shown_bugs = bugs[: int(len(bugs) * fraction)]
-        description = render_config(
+        return render_config(
             c,
             "deploy_bug_description.md.j2",
             {
@@ -176,10 +182,20 @@ def render_texts(c: Any, plan: DeployPlan) -> None:
                 "omitted_bugs": len(bugs) - len(shown_bugs),
             },
         )
+
+    # Estimate from the text without any commit or bug how large a share fits, so that a huge
+    # deploy is not rendered in full only to be cut; then shrink until it really fits.
+    fraction = 1.0
+    overhead = len(description_with(0.0))
+    wanted = sum(len(x.summary) + len(x.author) + 16 for x in commits)
+    wanted += sum(len(b["url"]) + 16 for b in bugs)
+    if overhead + wanted > MAX_COMMENT_LENGTH:
+        fraction = max(0.0, (MAX_COMMENT_LENGTH - overhead) / wanted)
+    while True:
+        description = description_with(fraction)
         if len(description) <= MAX_COMMENT_LENGTH or fraction == 0:
             break
-        # Keep the same share of commits and bugs, shrunk in proportion to the excess.
-        fraction = max(0.0, min(fraction * 0.98, fraction * MAX_COMMENT_LENGTH / len(description)))
+        fraction = min(fraction * 0.98, fraction * MAX_COMMENT_LENGTH / len(description))
         if fraction < 0.001:
             fraction = 0.0
     plan.description = description.rstrip() + "\n"
@@ -198,10 +214,10 @@ def build_plan(
 
     scheme = scheme_from_config(c)
     main_branch = str(setting(c, "deploy.main_branch"))
-    previous, previous_sha, head_sha = resolve_range(
-        repo, scheme, main_branch=main_branch, since=since, head=head
-    )
     tags = repo.tags()
+    previous, previous_sha, head_sha = resolve_range(
+        repo, scheme, main_branch=main_branch, since=since, head=head, tags=tags
+    )
     next_tag = scheme.next(scheme.previous(tags), tags, today or datetime.date.today())
     commits = commits_between(repo, previous_sha, head_sha)
     plan = DeployPlan(

@@ -6,6 +6,7 @@ templates/, so a user overrides one file by putting a file of the same name in t
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,23 @@ def template_dirs(template_dir: str | None) -> list[Path]:
     return dirs
 
 
-def render(name: str, context: dict[str, Any], template_dir: str | None = None) -> str:
-    """Render template `name` with `context`; any template problem is a one-line UserError."""
+@functools.lru_cache(maxsize=8)
+def _environment(template_dir: str | None) -> Any:
     import jinja2
 
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(template_dir)]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+
+
+def render(name: str, context: dict[str, Any], template_dir: str | None = None) -> str:
+    """Render template `name` with `context`; any template problem is a one-line UserError."""
+    import jinja2
+
+    env = _environment(template_dir)
     try:
         return env.get_template(name).render(**context)
     except jinja2.TemplateSyntaxError as exc:

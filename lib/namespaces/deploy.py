@@ -57,7 +57,7 @@ def prepare(
     if plan.nothing_to_deploy:
         info(f"nothing to deploy: {plan.head[:7]} has no new commits since {plan.previous_tag}")
         if json_:
-            print(json.dumps(plan.to_json(), indent=2))
+            print(json.dumps(plan.to_json(), ensure_ascii=False))
         return
 
     client = None
@@ -79,7 +79,7 @@ def prepare(
         plan.extra["enter_bug_url"] = deploy_bug.enter_bug_link(c, plan, priority)
 
     if json_:
-        print(json.dumps(plan.to_json(), indent=2))
+        print(json.dumps(plan.to_json(), ensure_ascii=False))
         return
     print(f"summary:\n{plan.summary}\n\ndescription:\n\n{plan.description}")
     if client is not None:
