@@ -12,7 +12,7 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: Fixture modules: git repositories and signing keys, the fake Dockerflow service.
-pytest_plugins = ["tests.deploy_fixtures", "tests.fake_dockerflow"]
+pytest_plugins = ["tests.fake_dockerflow", "tests.deploy_fixtures"]
 
 #: Environment variables that must never leak from the developer's shell into a test run.
 _LEAKY_PREFIXES = ("INVOKE_", "BUGZILLA_", "SOCORRO_", "CRASHSTATS_", "PG", "GIT_", "GNUPGHOME")

@@ -1,0 +1,220 @@
+"""deploy.watch, deploy.status and deploy.finish end to end: the real `invoke` binary against a
+real repository, the fake Bugzilla and fake Dockerflow prod and stage hosts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.deploy_fixtures import Deploy
+
+OLD = "b" * 40
+
+
+@pytest.fixture
+def tagged(deploy: Deploy) -> Deploy:
+    """deploy.tag 101 done; prod still serves 100, stage serves main."""
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.prod.serve(deploy.repo.head("100"), "100")
+    deploy.stage.serve(deploy.repo.head("main"), "main")
+    return deploy
+
+
+def commit_of(deploy: Deploy, tag: str = "101") -> str:
+    return deploy.repo.git("rev-parse", f"{tag}^{{commit}}").strip()
+
+
+# -- deploy.watch --
+
+
+def test_watch_until_prod_serves_the_tag_retrying_errors(tagged):
+    tagged.prod.fail_next(2, path="/__version__", drop=True)
+    tagged.prod.fail_next(1, path="/__version__", status=503)
+    tagged.prod.serve_after(5, commit_of(tagged), "101")
+    result = tagged.run("deploy.watch", "101", "--interval", "0.05", "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    assert f"prod serves 101 ({commit_of(tagged)[:7]})" in result.stdout
+    assert "next: invoke deploy.finish 101" in result.stdout
+    assert "heartbeat: ok" in result.stderr
+    assert "HTTP 503" in result.stderr and "(100)" in result.stderr  # progress lines
+    assert len(tagged.prod.requests("/__version__")) >= 6
+    assert tagged.prod.requests("/__heartbeat__")
+
+
+def test_watch_times_out_with_what_is_served(tagged):
+    tagged.prod.state.healthy = False
+    result = tagged.run("deploy.watch", "101", "--interval", "0.05", "--timeout", "0.3")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: timed out after 0.3s: prod")
+    assert f"serves {tagged.repo.head('100')[:7]} (100), not 101" in last
+    assert "HTTP 500" in last  # the heartbeat
+
+
+def test_watch_stage_accepts_a_later_commit_that_contains_the_tag(tagged):
+    later = tagged.repo.commit("after the tag")
+    tagged.repo.push("main")
+    tagged.stage.serve(later, "main")
+    result = tagged.run("deploy.watch", "101", "--env", "stage", "--interval", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert "stage serves 101" in result.stdout and f"({later[:7]} contains it)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--env", "dev"), "--env must be prod or stage"),
+        (("--timeout", "soon"), "--timeout must be a number of seconds"),
+        (("--interval", "0"), "--interval must be more than 0"),
+    ],
+)
+def test_watch_bad_options(tagged, args, message):
+    result = tagged.run("deploy.watch", "101", *args)
+    assert result.returncode != 0 and message in result.stderr
+    assert tagged.prod.requests() == []
+
+
+def test_watch_unknown_tag(deploy):
+    result = deploy.run("deploy.watch", "101", "--timeout", "1")
+    assert result.returncode != 0 and "run deploy.tag 101" in result.stderr
+
+
+# -- deploy.status --
+
+
+def steps(result) -> dict[str, bool | None]:
+    report = json.loads(result.stdout)
+    return {step["step"]: step["done"] for step in report["steps"]}
+
+
+def test_status_follows_the_real_systems_step_by_step(deploy):
+    before = deploy.run("deploy.status", "101", "--json")
+    assert before.returncode == 0, before.stderr
+    assert steps(before) == {
+        "bug_filed": True,
+        "tag_created": False,
+        "tag_verified": False,
+        "pushed": False,
+        "show_posted": False,
+        "stage_serves": False,
+        "prod_serves": False,
+        "bug_resolved": False,
+    }
+    assert deploy.run("deploy.tag", "101", "--yes").returncode == 0
+    deploy.stage.serve(commit_of(deploy), "main")
+    middle = json.loads(deploy.run("deploy.status", "101", "--json").stdout)
+    assert middle["bug"] == deploy.bug and middle["commit"] == commit_of(deploy)
+    assert {s["step"]: s["done"] for s in middle["steps"]} == {
+        "bug_filed": True,
+        "tag_created": True,
+        "tag_verified": True,
+        "pushed": True,
+        "show_posted": True,
+        "stage_serves": True,
+        "prod_serves": False,
+        "bug_resolved": False,
+    }
+    assert middle["complete"] is False
+
+    deploy.prod.serve(commit_of(deploy), "101")
+    assert deploy.run("deploy.finish", "101").returncode == 0
+    after = json.loads(deploy.run("deploy.status", "101", "--json").stdout)
+    assert all(s["done"] for s in after["steps"]) and after["complete"] is True
+    # status never writes anything anywhere.
+    writes = deploy.writes()
+    deploy.run("deploy.status", "101")
+    assert deploy.writes() == writes
+
+
+def test_status_table_and_unreachable_hosts(tagged):
+    tagged.prod.fail_next(1, path="/__version__", status=502)
+    result = tagged.run("deploy.status", "101")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "deploy 101" in out and "tag pushed" in out and "prod serves it" in out
+    assert "unknown" in out and "HTTP 502" in out
+    assert "Traceback" not in result.stderr
+
+
+def test_status_of_an_unknown_tag_and_a_flag_value(deploy):
+    assert deploy.run("deploy.status", "--json").returncode != 0
+    result = deploy.run("deploy.status", "102", "--json")
+    assert result.returncode == 0
+    done = steps(result)
+    assert done["bug_filed"] is False and done["tag_created"] is False
+
+
+# -- deploy.finish --
+
+
+def test_finish_refuses_until_prod_serves_the_tag(tagged):
+    result = tagged.run("deploy.finish", "101")
+    assert result.returncode != 0
+    assert "prod" in result.stderr and "deploy.watch 101" in result.stderr
+    assert tagged.bz.bug(tagged.bug)["status"] == "NEW"
+    assert tagged.writes() == 1  # only the comment of deploy.tag
+
+
+def test_finish_comments_and_resolves_fixed_once(tagged):
+    tagged.prod.serve(commit_of(tagged), "101")
+    writes = tagged.writes()
+    result = tagged.run(
+        "deploy.finish", "101", "--note", "migrations ran", "--note", "no errors in Sentry"
+    )
+    assert result.returncode == 0, result.stderr
+    bug = tagged.bz.bug(tagged.bug)
+    assert (bug["status"], bug["resolution"]) == ("RESOLVED", "FIXED")
+    closing = tagged.bz.comments(tagged.bug)[-1]["text"]
+    assert closing.startswith(f"Deployed 101 (`{commit_of(tagged)[:7]}`) to prod")
+    assert "* migrations ran" in closing and "* no errors in Sentry" in closing
+    assert "What went out:" in closing and "(Ana Müller)" in closing
+    (put,) = [e for e in tagged.bz.writes()[writes:]]
+    assert put.method == "PUT" and put.body["status"] == "RESOLVED"
+
+    again = tagged.run("deploy.finish", "101", "--note", "x")
+    assert again.returncode == 0, again.stderr
+    assert "already RESOLVED FIXED; nothing to do" in again.stdout
+    assert tagged.writes() == writes + 1
+
+
+def test_finish_with_force_says_so(tagged):
+    result = tagged.run("deploy.finish", "101", "--force")
+    assert result.returncode == 0, result.stderr
+    assert "closing anyway (--force)" in result.stderr
+    closing = tagged.bz.comments(tagged.bug)[-1]["text"]
+    assert "with --force" in closing and "(100)" in closing
+    assert tagged.bz.bug(tagged.bug)["resolution"] == "FIXED"
+
+
+def test_finish_when_prod_serves_a_later_deploy(tagged):
+    later = tagged.repo.commit("after the tag")
+    tagged.repo.push("main")
+    tagged.prod.serve(later, "102")
+    assert tagged.run("deploy.finish", "101").returncode == 0
+    assert tagged.bz.bug(tagged.bug)["resolution"] == "FIXED"
+
+
+@pytest.mark.parametrize("dry", [("--dry",), ()])
+def test_finish_dry_run_changes_nothing(tagged, dry):
+    tagged.prod.serve(commit_of(tagged), "101")
+    writes = tagged.writes()
+    args = (*dry, "deploy.finish", "101") if dry else ("deploy.finish", "101", "--dry-run")
+    result = tagged.run(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"would send PUT {tagged.bz.url.rstrip('/')}/bug/{tagged.bug}" in result.stderr
+    assert '"resolution": "FIXED"' in result.stderr
+    assert tagged.bz.key_for("releng@mozilla.com") not in result.stderr + result.stdout
+    assert tagged.writes() == writes and tagged.bz.bug(tagged.bug)["status"] == "NEW"
+
+
+def test_finish_refuses_a_bug_closed_otherwise(tagged):
+    tagged.prod.serve(commit_of(tagged), "101")
+    tagged.bz.act_as("releng@mozilla.com").update(
+        tagged.bug, status="RESOLVED", resolution="WONTFIX"
+    )
+    writes = tagged.writes()
+    result = tagged.run("deploy.finish", "101")
+    assert result.returncode != 0 and "RESOLVED WONTFIX, not FIXED" in result.stderr
+    assert tagged.writes() == writes
