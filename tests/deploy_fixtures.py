@@ -20,7 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_bugzilla import RELENG, FakeBugzilla, fake_bugzilla  # noqa: F401
+from tests.fake_bugzilla import (  # noqa: F401 (fixtures)
+    RELENG,
+    FakeBugzilla,
+    fake_bugzilla,
+    fake_bugzilla_upstream,
+)
 from tests.fake_dockerflow import FakeDockerflow
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -4,6 +4,7 @@ pushes through a post-receive hook) and on the server (comments, write requests)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import subprocess
 import time
@@ -297,3 +298,36 @@ def test_push_not_allowed_is_refused_before_tagging(deploy, tmp_path):
     result = deploy.run("deploy.tag", "101", "--yes")
     assert "`git push --dry-run`" in result.stderr and "would fail" in result.stderr
     deploy.assert_nothing_changed(result)
+
+
+def test_huge_git_show_is_cut_to_the_comment_limit(deploy):
+    body = "\n".join(f"detail line {i}: " + "x" * 70 for i in range(1200))  # ~100,000 characters
+    deploy.repo.commit("bug 300000: a change with a very long message", body=body)
+    deploy.repo.push("main")
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "cut to fit" in result.stderr
+    (comment,) = deploy.show_comments()
+    assert len(comment) <= 65_535
+    assert "Cut to fit Bugzilla's 65,535-character comment limit" in comment
+    deploy.assert_complete()
+
+
+def test_upstream_bugzilla(deploy, fake_bugzilla_upstream):
+    upstream = fake_bugzilla_upstream
+    bug = upstream.add_bug(summary=SUMMARY.format("101"), product="Socorro", component="Infra")
+    on_upstream = dataclasses.replace(
+        deploy,
+        bz=upstream,
+        bug=bug,
+        env={
+            **deploy.env,
+            "INVOKE_BUGZILLA_URL": upstream.url,
+            "BUGZILLA_API_KEY": upstream.key_for(RELENG),
+        },
+    )
+    result = on_upstream.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    on_upstream.assert_complete()
+    assert on_upstream.run("deploy.tag", "101", "--yes").returncode == 0
+    assert len(on_upstream.show_comments()) == 1
