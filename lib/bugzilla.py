@@ -490,6 +490,16 @@ class BugzillaClient:
         except (KeyError, TypeError):
             raise UserError(f"Bugzilla sent no comments for bug {bug_id}") from None
 
+    def history(self, bug_id: int) -> list[dict]:
+        """The bug's change history: [{"when", "who", "changes": [{"field_name", ...}]}]."""
+        bug_id = int(bug_id)
+        bz = self._connect()
+        data = self._guard(lambda: bz.bugs_history_raw([bug_id]), {"bug": bug_id})
+        for bug in data.get("bugs", []):
+            if int(bug.get("id", -1)) == bug_id:
+                return list(bug.get("history", []))
+        return []
+
     def user_exists(self, email: str) -> bool:
         bz = self._connect()
         try:

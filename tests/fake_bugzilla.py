@@ -127,6 +127,7 @@ class Fault:
     content_type: str
     delay: float
     remaining: int | None  # None: forever
+    after: int = 0  # matching requests let through before the fault starts
     hits: int = 0
 
 
@@ -167,6 +168,7 @@ class FakeBugzilla:
         self.products: dict[str, dict[str, Any]] = {}
         self.bugs: dict[int, dict[str, Any]] = {}
         self._comments: dict[int, list[dict[str, Any]]] = {}
+        self._history: dict[int, list[dict[str, Any]]] = {}
         self.journal: list[JournalEntry] = []
         self.faults: list[Fault] = []
         self._next_bug = FIRST_BUG_ID
@@ -174,6 +176,7 @@ class FakeBugzilla:
         self._next_flag = 2000000
         self._next_user = 0
         self._httpd: ThreadingHTTPServer | None = None
+        self._port: int | None = None  # kept after stop(), so tests can hit a dead port
         self._thread: threading.Thread | None = None
         # User 1 is BMO's default assignee (python-bugzilla's `logged_in` asks for ids=1).
         self.add_user("nobody@mozilla.org", real_name="Nobody; OK to take it and work on it")
@@ -189,6 +192,7 @@ class FakeBugzilla:
         server.block_on_close = False
         server.fake = self  # type: ignore[attr-defined]
         self._httpd = server
+        self._port = server.server_address[1]
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -209,8 +213,8 @@ class FakeBugzilla:
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return self._httpd.server_address[1]
+        assert self._port is not None, "server not started"
+        return self._port
 
     @property
     def base(self) -> str:
@@ -317,13 +321,15 @@ class FakeBugzilla:
         content_type: str = "application/json",
         delay: float = 0.0,
         count: int | None = 1,
+        after: int = 0,
     ) -> Fault:
         """Answer requests matching METHOD and PATH glob (e.g. '/rest/bug*') with STATUS and BODY.
 
         status=None with a delay only slows the request down, then serves it normally.
-        count=None keeps the fault forever. Default body: a JSON error envelope for the status.
+        count=None keeps the fault forever; after=N lets the first N matching requests through.
+        Default body: a JSON error envelope for the status.
         """
-        fault = Fault(method.upper(), path, status, body, content_type, delay, count)
+        fault = Fault(method.upper(), path, status, body, content_type, delay, count, after)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -390,6 +396,7 @@ class FakeBugzilla:
             bug[key] = value
         self.bugs[bug_id] = bug
         self._comments[bug_id] = []
+        self._history[bug_id] = []
         return bug_id
 
     def _detail(self, email: str) -> dict[str, Any]:
@@ -561,6 +568,7 @@ class FakeBugzilla:
                 except BugzillaFault:
                     del self.bugs[bug_id]
                     del self._comments[bug_id]
+                    del self._history[bug_id]
                     raise
             return bug_id
 
@@ -593,6 +601,7 @@ class FakeBugzilla:
                         self._clear_needinfo_of(work, user, changes)
                 if changes or new_comment is not None:
                     work["last_change_time"] = _now()
+                self._record_history(bug["id"], user, changes)
                 work["comment_count"] = len(self._comments[bug["id"]])
                 self.bugs[bug["id"]] = work
                 results.append(
@@ -800,9 +809,29 @@ class FakeBugzilla:
                 bug["id"], user, text, is_private=private, markdown=markdown
             )
             if self.needinfo_clears_on_comment:
-                self._clear_needinfo_of(bug, user, {})
+                changes: dict[str, Any] = {}
+                self._clear_needinfo_of(bug, user, changes)
+                self._record_history(bug["id"], user, changes)
             bug["last_change_time"] = _now()
             return comment["id"]
+
+    def _record_history(self, bug_id: int, user: str, changes: dict[str, Any]) -> None:
+        if not changes:
+            return
+        self._history[bug_id].append(
+            {
+                "when": _now(),
+                "who": user,
+                "changes": [
+                    {"field_name": name, "removed": c["removed"], "added": c["added"]}
+                    for name, c in changes.items()
+                ],
+            }
+        )
+
+    def history(self, bug_id: int) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self._history[bug_id])
 
 
 class ActingUser:
@@ -1002,6 +1031,9 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 if not fnmatch.fnmatchcase(path, fault.path):
                     continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
                 fault.hits += 1
                 if fault.remaining is not None:
                     fault.remaining -= 1
@@ -1096,6 +1128,12 @@ class _Handler(BaseHTTPRequestHandler):
                             query.get("exclude_fields", []),
                         )
                     return 200, {"bugs": [data], "faults": []}
+                if len(segments) == 3 and segments[2] == "history":
+                    with fake.lock:
+                        bug = fake._lookup_bug(segments[1], user)
+                        history = fake.history(bug["id"])
+                    alias = bug["alias"]
+                    return 200, {"bugs": [{"id": bug["id"], "alias": alias, "history": history}]}
                 if len(segments) == 3 and segments[2] == "comment":
                     with fake.lock:
                         bug = fake._lookup_bug(segments[1], user)

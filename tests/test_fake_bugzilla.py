@@ -337,6 +337,17 @@ def test_acting_as_another_user(bugzilla_server):
     )
     assert bugzilla_server.needinfos(bug_id) == []
     assert bugzilla_server.comments(bug_id)[-1]["creator"] == "manager@mozilla.com"
+    history = bz.bugs_history_raw([bug_id])["bugs"][0]["history"]
+    cleared = [
+        (h["who"], c["removed"])
+        for h in history
+        for c in h["changes"]
+        if c["field_name"] == "flagtypes.name" and not c["added"]
+    ]
+    assert cleared == [
+        ("requester@mozilla.com", "needinfo?(requester@mozilla.com)"),
+        ("manager@mozilla.com", "needinfo?(manager@mozilla.com)"),
+    ]
 
 
 def test_bmo_comment_clears_own_needinfo(fake_bugzilla, fake_bugzilla_upstream):
