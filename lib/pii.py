@@ -131,8 +131,9 @@ class AccessRequest:
 
     def next_step(self) -> str:
         if self.granted:
-            done = "resolved" if not self.is_open else "granted (the bug is still open)"
-            return f"access {done}; nothing left to do"
+            if self.is_open:
+                return "access granted, but the bug is still open; resolve it by hand"
+            return "access granted and the bug resolved; nothing left to do"
         if self.requester is None:
             return (
                 f"no request yet: run `invoke pii.request {self.bug_id} --requester EMAIL "
@@ -272,13 +273,9 @@ def _fill_answer(
             return
 
 
-def describe(request: AccessRequest) -> list[str]:
-    """Human-readable status lines."""
-    status = f"{request.status} {request.resolution}".strip()
-    lines = [f"bug {request.bug_id} ({status}): {request.summary}"]
-    lines.append(f"  {request.url}")
-    if request.requester is None:
-        lines.append("  no access request was posted on this bug by pii.request")
+def answer_lines(request: AccessRequest) -> list[str]:
+    """One line per request: pending, or answered by whom, when, with the reply's first line."""
+    lines = []
     for kind in KINDS:
         state = request.requests.get(kind)
         label = KIND_LABELS[kind]
@@ -295,6 +292,17 @@ def describe(request: AccessRequest) -> list[str]:
         when = f" at {state.answered_at}" if state.answered_at else ""
         reply = f': "{state.reply}"' if state.reply else " (no reply comment)"
         lines.append(f"  {label} ({state.person}): answered by {who}{when}{reply}")
+    return lines
+
+
+def describe(request: AccessRequest) -> list[str]:
+    """Human-readable status lines."""
+    status = f"{request.status} {request.resolution}".strip()
+    lines = [f"bug {request.bug_id} ({status}): {request.summary}"]
+    lines.append(f"  {request.url}")
+    if request.requester is None:
+        lines.append("  no access request was posted on this bug by pii.request")
+    lines.extend(answer_lines(request))
     if request.granted:
         lines.append(f"  access granted by {request.granted_by} at {request.granted_at}")
     lines.append(f"  next: {request.next_step()}")

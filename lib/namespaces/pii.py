@@ -112,6 +112,9 @@ def grant(c, bug, yes=False):
     group = str(setting(c, "pii.group"))
     link = pii.admin_link(str(setting(c, "pii.admin_url")), requester)
     text = pii.granted_text(c, bug_id=bug_id, requester=requester)
+    print(f"bug {bug_id}: both requests answered")
+    for line in pii.answer_lines(state):
+        print(line)
     print("Admin step (by hand, on Crash Stats):")
     print(f"  1. open {link}")
     print(f'  2. open the account of {requester}, add it to the "{group}" group, and save')
