@@ -38,6 +38,7 @@ REDACTED = "<redacted>"
 NEEDINFO_TYPE_ID = 800
 FIRST_BUG_ID = 1900000
 MAX_COMMENT_LENGTH = 65535
+MAX_TARGET_LENGTH = 8192
 
 #: Seeded users: email -> API key. The first one is the release engineer running the tasks.
 RELENG = "releng@mozilla.com"
@@ -988,6 +989,10 @@ class _Handler(BaseHTTPRequestHandler):
         if status is not None:
             entry.status = status
             return
+        if len(self.path) > MAX_TARGET_LENGTH:  # BMO's Varnish, before Bugzilla sees it
+            entry.status = 414
+            self._send(414, b"414 URI Too Long\n", "text/plain")
+            return
 
         try:
             user = None
@@ -1252,9 +1257,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if key in query and bug[field_name] not in query[key]:
                     return False
             summary = bug["summary"].lower()
-            for value in query.get("summary", []):  # substring, case-insensitive
-                if value.lower() not in summary:
-                    return False
+            wanted = [v.lower() for v in query.get("summary", [])]
+            if wanted and not any(v in summary for v in wanted):  # any substring, no case
+                return False
             for value in query.get("short_desc", []):  # all words as substrings
                 if not all(word in summary for word in value.lower().split()):
                     return False

@@ -116,6 +116,20 @@ def test_get_bug_and_bugs(bugzilla_server):
     assert bz.get_bugs([]) == []
 
 
+def test_get_many_bugs_in_chunks(fake_bugzilla):
+    ids = [fake_bugzilla.add_bug(summary=f"bug {n}") for n in range(1000)]
+    bz = client(fake_bugzilla)
+    assert [b["id"] for b in bz.get_bugs(reversed(ids))] == ids
+    searches = fake_bugzilla.requests("GET", "/rest/bug")
+    assert len(searches) == 5 and all(e.status == 200 for e in searches)
+
+
+def test_long_request_target_gets_plain_414(fake_bugzilla):
+    bz = client(fake_bugzilla)
+    message = error_of(lambda: bz.find_bugs("Socorro", "x" * 9000))
+    assert "answered HTTP 414" in message
+
+
 def test_whoami_and_users(bugzilla_server):
     bz = client(bugzilla_server)
     expected = RELENG if bugzilla_server.mode == "bmo" else None
