@@ -314,3 +314,23 @@ def test_template_override_and_syntax_error(fake_bugzilla, pii, tmp_path):
     text = fake_bugzilla.comments(bug_id)[-1]["text"]
     assert text.startswith(f"{MANAGER}: confirm, please.\n")
     assert text.rstrip().endswith(f"requester={REQUESTER}]")
+
+
+def test_needinfo_cleared_without_reply_and_bug_closed_by_hand(fake_bugzilla, pii):
+    bug_id = access_bug(fake_bugzilla)
+    assert pii(fake_bugzilla, *request_args(bug_id)).returncode == 0
+    fake_bugzilla.act_as(MANAGER).clear_needinfo(bug_id)
+    fake_bugzilla.act_as("engineer@mozilla.com").clear_needinfo(bug_id, REQUESTER)
+    result = pii(fake_bugzilla, "pii.status", str(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert f"access agreement ({REQUESTER}): answered by engineer@mozilla.com at " in result.stdout
+    assert "(no reply comment)" in result.stdout
+    assert f"both answered: read the replies, then run `invoke pii.grant {bug_id}`" in (
+        result.stdout
+    )
+    fake_bugzilla.act_as(RELENG).update(bug_id, status="RESOLVED", resolution="WONTFIX")
+    writes = len(fake_bugzilla.writes())
+    result = pii(fake_bugzilla, "pii.grant", str(bug_id), "--yes")
+    assert result.returncode == 1
+    assert "already RESOLVED WONTFIX without an access-granted reply" in result.stderr
+    assert len(fake_bugzilla.writes()) == writes
