@@ -369,11 +369,15 @@ class BugzillaClient:
                 "api_key in your bugzillarc"
             )
         if code == _CODE_LOGIN_REQUIRED:
-            how = (
-                "the server ignored the API key"
-                if self.api_key
-                else "set BUGZILLA_API_KEY or put api_key in your bugzillarc"
-            )
+            if not self.api_key:
+                how = "set BUGZILLA_API_KEY or put api_key in your bugzillarc"
+            elif self.auth_used == "header":
+                how = (
+                    "the server ignored the X-BUGZILLA-API-KEY header (upstream Bugzilla 5.0 "
+                    "and 5.2 do); set bugzilla.auth to auto or param"
+                )
+            else:
+                how = "the server did not accept the API key for this"
             return UserError(f"Bugzilla requires a login for this (code 410): {how}")
         if code == 106 and "product" in context:
             return UserError(

@@ -237,7 +237,8 @@ def test_login_required(bugzilla_server):
 
 def test_header_only_on_upstream_is_anonymous(fake_bugzilla_upstream):
     bz = client(fake_bugzilla_upstream, auth="header")
-    assert "(code 410)" in error_of(lambda: file_bug(bz))
+    message = error_of(lambda: file_bug(bz))
+    assert "(code 410)" in message and "set bugzilla.auth to auto or param" in message
 
 
 def test_param_auth_when_configured(fake_bugzilla):
