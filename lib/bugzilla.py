@@ -207,7 +207,7 @@ class BugzillaClient:
         timeout = self.timeout
 
         class _TimedSession(requests.Session):
-            def request(self, method: str, url: str, **kwargs: Any) -> Any:  # noqa: ANN401
+            def request(self, method: str, url: str, **kwargs: Any) -> Any:
                 kwargs["timeout"] = timeout
                 return super().request(method, url, **kwargs)
 
@@ -268,7 +268,7 @@ class BugzillaClient:
             if BugzillaError.get_bugzilla_error_code(exc) in (505, 32000):
                 return False
             raise self._translate(exc, {}) from None
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a UserError
+        except Exception as exc:  # every failure becomes a UserError
             raise self._translate(exc, {}) from None
 
     # ------------------------------------------------------------- error handling
@@ -282,7 +282,7 @@ class BugzillaClient:
             return call()
         except UserError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a UserError
+        except Exception as exc:  # every failure becomes a UserError
             code = self._code_of(exc)
             if code is not None and code in tuple(allow):
                 raise _Allowed(code, self._scrub(str(exc))) from None
