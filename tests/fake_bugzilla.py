@@ -163,6 +163,8 @@ class FakeBugzilla:
         self.version = "20260820.1" if mode == "bmo" else "5.0.4"
         #: BMO's Needinfo extension clears the commenter's needinfo; upstream flags stay.
         self.needinfo_clears_on_comment = mode == "bmo"
+        #: Legal priorities; on upstream an admin may add P1..P5 to the stock list.
+        self.priorities = list(BMO_PRIORITIES if mode == "bmo" else UPSTREAM_PRIORITIES)
         self.lock = threading.RLock()
         self.users: dict[str, User] = {}
         self.api_keys: dict[str, str] = {}
@@ -526,7 +528,7 @@ class FakeBugzilla:
                     51, f"There is no version named '{version}' in the '{product}' product."
                 )
             severities = BMO_SEVERITIES if self.mode == "bmo" else UPSTREAM_SEVERITIES
-            priorities = BMO_PRIORITIES if self.mode == "bmo" else UPSTREAM_PRIORITIES
+            priorities = self.priorities
             severity = params.get("severity")
             if severity is not None and severity not in severities:
                 raise BugzillaFault(51, f"There is no severity named '{severity}'.")
