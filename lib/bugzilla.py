@@ -448,6 +448,17 @@ class BugzillaClient:
             self._whoami = None
         return self._whoami
 
+    def is_key_of(self, email: str) -> bool:
+        """Whether the API key belongs to `email` (/whoami on BMO, /valid_login upstream)."""
+        if not self.api_key:
+            return False
+        me = self.whoami()
+        if me is not None:
+            return me.lower() == email.strip().lower()
+        bz = self._connect()
+        answer = self._guard(lambda: bz._backend._get("/valid_login", {"login": email.strip()}))
+        return bool(answer.get("result")) if isinstance(answer, dict) else bool(answer)
+
     def find_bugs(self, product: str, summary: str, *, open_only: bool = False) -> list[dict]:
         """Bugs of `product` whose summary is exactly `summary` (the server search is broader)."""
         bz = self._connect()
