@@ -398,9 +398,13 @@ class BugzillaClient:
             bug = context.get("bug", "")
             return UserError(f"Bugzilla bug {bug} does not exist (code 101)".replace("  ", " "))
         if code == 102:
-            return UserError(
-                f"your Bugzilla account may not see bug {context.get('bug', '')} (code 102)"
-            )
+            bug = context.get("bug", "")
+            if not self.api_key:
+                return UserError(
+                    f"bug {bug} is not public: set BUGZILLA_API_KEY (or api_key in your "
+                    f"bugzillarc) to read it (code 102)"
+                )
+            return UserError(f"your Bugzilla account may not see bug {bug} (code 102)")
         if code == 114:
             return UserError(f"the comment is too long for Bugzilla (code 114): {message}")
         if code == _CODE_NO_RESOURCE:
