@@ -398,9 +398,13 @@ class BugzillaClient:
             bug = context.get("bug", "")
             return UserError(f"Bugzilla bug {bug} does not exist (code 101)".replace("  ", " "))
         if code == 102:
-            return UserError(
-                f"your Bugzilla account may not see bug {context.get('bug', '')} (code 102)"
-            )
+            bug = context.get("bug", "")
+            if not self.api_key:
+                return UserError(
+                    f"bug {bug} is not public: set BUGZILLA_API_KEY (or api_key in your "
+                    f"bugzillarc) to read it (code 102)"
+                )
+            return UserError(f"your Bugzilla account may not see bug {bug} (code 102)")
         if code == 114:
             return UserError(f"the comment is too long for Bugzilla (code 114): {message}")
         if code == _CODE_NO_RESOURCE:
@@ -447,6 +451,17 @@ class BugzillaClient:
         except _Allowed:
             self._whoami = None
         return self._whoami
+
+    def is_key_of(self, email: str) -> bool:
+        """Whether the API key belongs to `email` (/whoami on BMO, /valid_login upstream)."""
+        if not self.api_key:
+            return False
+        me = self.whoami()
+        if me is not None:
+            return me.lower() == email.strip().lower()
+        bz = self._connect()
+        answer = self._guard(lambda: bz._backend._get("/valid_login", {"login": email.strip()}))
+        return bool(answer.get("result")) if isinstance(answer, dict) else bool(answer)
 
     def find_bugs(self, product: str, summary: str, *, open_only: bool = False) -> list[dict]:
         """Bugs of `product` whose summary is exactly `summary` (the server search is broader)."""

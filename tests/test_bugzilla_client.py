@@ -135,6 +135,9 @@ def test_whoami_and_users(bugzilla_server):
     expected = RELENG if bugzilla_server.mode == "bmo" else None
     assert bz.whoami() == expected
     assert client(bugzilla_server, key=None).whoami() is None
+    assert bz.is_key_of(RELENG) is True
+    assert bz.is_key_of("manager@mozilla.com") is False
+    assert client(bugzilla_server, key=None).is_key_of(RELENG) is False
     assert bz.user_exists("manager@mozilla.com") is True
     assert bz.user_exists("ghost@example.com") is False
     assert bz.has_bug_types is (bugzilla_server.mode == "bmo")

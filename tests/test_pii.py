@@ -334,3 +334,19 @@ def test_needinfo_cleared_without_reply_and_bug_closed_by_hand(fake_bugzilla, pi
     assert result.returncode == 1
     assert "already RESOLVED WONTFIX without an access-granted reply" in result.stderr
     assert len(fake_bugzilla.writes()) == writes
+
+
+def test_confidential_bug_needs_a_key(fake_bugzilla, pii):
+    bug_id = fake_bugzilla.add_bug(
+        summary="grant x access", groups=["mozilla-employee-confidential"]
+    )
+    result = pii(fake_bugzilla, "pii.status", str(bug_id), key=None)
+    assert result.returncode == 1
+    assert f"bug {bug_id} is not public: set BUGZILLA_API_KEY" in result.stderr
+    result = pii(fake_bugzilla, "pii.status", str(bug_id))
+    assert result.returncode == 1
+    assert f"your Bugzilla account may not see bug {bug_id} (code 102)" in result.stderr
+    fake_bugzilla.users[RELENG].groups.append("mozilla-employee-confidential")
+    result = pii(fake_bugzilla, *request_args(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert fake_bugzilla.needinfos(bug_id) == [REQUESTER, MANAGER]
