@@ -24,6 +24,11 @@ def test_tag_push_and_comment_then_rerun_changes_nothing(deploy):
     assert result.returncode == 0, result.stderr
     deploy.assert_complete()
     assert "next: invoke deploy.watch 101" in result.stdout
+    # The API key went in a header only: never in a URL, never in the output.
+    key = deploy.bz.key_for(RELENG)
+    assert key not in result.stdout + result.stderr
+    assert deploy.bz.requests() and not any(e.key_in_url for e in deploy.bz.requests())
+    assert {e.auth for e in deploy.bz.writes()} == {"header"}
 
     # The tag: annotated, signed, on the head, with the templated message.
     assert repo.git("cat-file", "-t", "refs/tags/101").strip() == "tag"

@@ -100,7 +100,7 @@ def prepare(
     name="tag",
     auto_shortflags=False,
     help={
-        "nnn": "The deploy tag to make: the scheme's next tag (or the one being resumed).",
+        "nnn": "The deploy tag to make, e.g. `deploy.tag 101`: the next tag, or the one to resume.",
         "repo": "Service checkout (default: config deploy.repo, else the current directory).",
         "bug": "Deploy bug number (default: the open bug titled with this tag's deploy summary).",
         "head": "Commit to tag instead of the main branch's tip (as in deploy.prepare).",
@@ -139,7 +139,7 @@ def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
     name="status",
     auto_shortflags=False,
     help={
-        "nnn": "The deploy tag to report on.",
+        "nnn": "The deploy tag to report on, e.g. `deploy.status 101`.",
         "repo": "Service checkout (default: config deploy.repo, else the current directory).",
         "bug": "Deploy bug number (default: the bug whose summary is this tag's deploy summary).",
         "json": "Print the report as JSON on stdout (nothing else on stdout).",
@@ -164,7 +164,7 @@ def status_(c, nnn, repo=None, bug=None, json=False):
     name="watch",
     auto_shortflags=False,
     help={
-        "nnn": "The deploy tag to wait for.",
+        "nnn": "The deploy tag to wait for, e.g. `deploy.watch 101`.",
         "env": "Environment to watch: prod (config deploy.prod_url) or stage (deploy.stage_url).",
         "timeout": "Give up after this many seconds (default: config deploy.watch_timeout).",
         "interval": "Seconds between polls (default: config deploy.watch_interval).",
@@ -186,7 +186,7 @@ def watch_(c, nnn, env="prod", timeout=None, interval=None, repo=None):
     auto_shortflags=False,
     iterable=["note"],
     help={
-        "nnn": "The deploy tag that went out.",
+        "nnn": "The deploy tag that went out, e.g. `deploy.finish 101`.",
         "note": "A line for the closing comment (repeatable).",
         "force": "Close even though prod does not serve the tag (says so in the comment).",
         "repo": "Service checkout (default: config deploy.repo, else the current directory).",
