@@ -232,6 +232,14 @@ REFUSALS = {
         "RESOLVED FIXED",
     ),
     "no bug": (lambda d, t: d.bz.bugs[d.bug].update(summary="something else"), "no deploy bug"),
+    "Bugzilla answers 500": (
+        lambda d, t: d.bz.add_fault("/rest/*", method="GET", status=500, count=None),
+        "500",
+    ),
+    "remote unreachable": (
+        lambda d, t: d.repo.git("remote", "set-url", "origin", str(t / "gone.git")),
+        "could not ask remote 'origin'",
+    ),
 }
 
 
