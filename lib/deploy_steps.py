@@ -358,8 +358,11 @@ def _dry_show_preview(repo: GitRepo, plan: TagPlan) -> str:
     )
 
 
-def run_tag(c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool) -> list[str]:
-    """Do the steps the plan says are left; returns the lines describing what was done."""
+def run_tag(
+    c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool, report: Any = print
+) -> None:
+    """Do the steps the plan says are left, calling `report(line)` as soon as each one is done
+    (so a later failure still leaves a record of what happened)."""
     from lib.tagging import (
         build_show_comment,
         create_signed_tag,
@@ -371,7 +374,6 @@ def run_tag(c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool) -> 
         verify_tag,
     )
 
-    done: list[str] = []
     tag, remote = plan.tag, plan.remote
     if not plan.tag_done:
         create_signed_tag(repo, tag, plan.head, plan.message, dry=dry)
@@ -385,9 +387,7 @@ def run_tag(c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool) -> 
                     f"(`git tag -d {tag}`), fix signing, and rerun"
                 )
             plan.local = local_tag(repo, tag)
-            done.append(
-                f"created the signed tag {tag} on {plan.head[:7]} (`git tag -v` accepts it)"
-            )
+            report(f"created the signed tag {tag} on {plan.head[:7]} (`git tag -v` accepts it)")
     if not plan.push_done:
         push_tag(repo, remote, tag, dry=dry)
         if dry:
@@ -400,7 +400,7 @@ def run_tag(c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool) -> 
                     f"{plan.remote_object or 'nothing'}, not {plan.local.object_sha[:12]}; "
                     f"check the remote, then rerun"
                 )
-            done.append(f"pushed refs/tags/{tag} to {remote} (same tag object on the remote)")
+            report(f"pushed refs/tags/{tag} to {remote} (same tag object on the remote)")
     if not plan.comment_done:
         if dry and plan.local is None:
             text, _ = build_show_comment(
@@ -410,11 +410,18 @@ def run_tag(c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool) -> 
             text, cut = build_show_comment(tag, plan.local.object_sha, show_tag(repo, tag))
             if cut:
                 info(f"the `git show {tag}` comment was cut to fit Bugzilla's comment limit")
-        client.add_comment(int(plan.bug["id"]), text, markdown=True)
+        try:
+            client.add_comment(int(plan.bug["id"]), text, markdown=True)
+        except UserError as exc:
+            if dry:
+                raise
+            raise UserError(
+                f"{exc.reason}; tag {tag} is made and pushed, so rerun `invoke deploy.tag {tag}` "
+                f"to post the comment"
+            ) from None
         if not dry:
             plan.comment_done = True
-            done.append(f"posted `git show {tag}` on bug {plan.bug['id']}: {plan.bug_url}")
-    return done
+            report(f"posted `git show {tag}` on bug {plan.bug['id']}: {plan.bug_url}")
 
 
 # -- deploy.status ---------------------------------------------------------------------------------
@@ -470,64 +477,63 @@ def deploy_status(c: Any, repo: GitRepo, tag: str, *, bug_id: Any = None) -> dic
     except Exception as exc:  # network: the report goes on
         steps.append(Step("bug_filed", "deploy bug filed", None, _error_text(exc)))
 
-    if local is None:
-        steps.append(Step("tag_created", "tag created", False, f"no local tag {tag}"))
-        steps.append(Step("tag_verified", "tag signed and verified", False, ""))
-    else:
+    remote_object: str | None = None
+    remote_error = ""
+    try:
+        remote_object = remote_tag_object(repo, remote, tag)
+    except UserError as exc:
+        remote_error = _error_text(exc)
+
+    if local is not None:
         kind = "annotated" if local.annotated else "lightweight"
         steps.append(Step("tag_created", "tag created", True, f"{kind}, on {local.commit_sha[:7]}"))
         verified = local.signed and verify_tag(repo, tag)
+        why = "git tag -v accepts it" if verified else "git tag -v fails"
         steps.append(
             Step(
                 "tag_verified",
                 "tag signed and verified",
                 verified,
-                "git tag -v accepts it"
-                if verified
-                else ("unsigned" if not local.signed else "git tag -v fails"),
+                why if local.signed else "unsigned",
             )
         )
-
-    try:
-        remote_object = remote_tag_object(repo, remote, tag)
-        if remote_object is None:
-            steps.append(Step("pushed", "tag pushed", False, f"{remote} has no tag {tag}"))
-        elif local is not None and remote_object != local.object_sha:
-            steps.append(
-                Step(
-                    "pushed",
-                    "tag pushed",
-                    False,
-                    f"{remote} has a different object {remote_object[:12]}",
-                )
+    elif remote_object is not None:
+        commit = tag_commit(repo, remote, tag)
+        steps.append(
+            Step(
+                "tag_created",
+                "tag created",
+                True,
+                f"on {remote} only (`git fetch {remote} tag {tag}`)",
             )
-        else:
-            steps.append(Step("pushed", "tag pushed", True, f"{remote} has {remote_object[:12]}"))
-            if commit is None:
-                commit = tag_commit(repo, remote, tag)
-    except UserError as exc:
-        steps.append(Step("pushed", "tag pushed", None, _error_text(exc)))
+        )
+        steps.append(Step("tag_verified", "tag signed and verified", None, "not fetched here"))
+    else:
+        steps.append(Step("tag_created", "tag created", False, f"no tag {tag}"))
+        steps.append(Step("tag_verified", "tag signed and verified", False, ""))
 
+    if remote_error:
+        steps.append(Step("pushed", "tag pushed", None, remote_error))
+    elif remote_object is None:
+        steps.append(Step("pushed", "tag pushed", False, f"{remote} has no tag {tag}"))
+    elif local is not None and remote_object != local.object_sha:
+        detail = f"{remote} has a different object {remote_object[:12]}"
+        steps.append(Step("pushed", "tag pushed", False, detail))
+    else:
+        steps.append(Step("pushed", "tag pushed", True, f"{remote} has {remote_object[:12]}"))
+
+    object_sha = local.object_sha if local is not None else remote_object
     if bug is None or client is None:
-        steps.append(
-            Step("show_posted", "`git show` posted", None if bug is None else False, "no bug")
-        )
-    elif local is None:
-        steps.append(
-            Step("show_posted", "`git show` posted", False, "no local tag object to look for")
-        )
+        known = steps[0].done is False
+        steps.append(Step("show_posted", "`git show` posted", False if known else None, "no bug"))
+    elif object_sha is None:
+        steps.append(Step("show_posted", "`git show` posted", False, "no tag object to look for"))
     else:
         try:
-            posted = has_show_comment(client.comments(int(bug["id"])), local.object_sha)
-            steps.append(
-                Step(
-                    "show_posted",
-                    "`git show` posted",
-                    posted,
-                    f"on bug {bug['id']}" if posted else "",
-                )
-            )
-        except Exception as exc:
+            posted = has_show_comment(client.comments(int(bug["id"])), object_sha)
+            detail = f"on bug {bug['id']}" if posted else ""
+            steps.append(Step("show_posted", "`git show` posted", posted, detail))
+        except Exception as exc:  # network or server error: the report goes on
             steps.append(Step("show_posted", "`git show` posted", None, _error_text(exc)))
 
     served: dict[str, Any] = {}
@@ -561,14 +567,8 @@ def deploy_status(c: Any, repo: GitRepo, tag: str, *, bug_id: Any = None) -> dic
             steps.append(Step(f"{env}_serves", f"{env} serves it", live, detail))
 
     if bug is None:
-        steps.append(
-            Step(
-                "bug_resolved",
-                "bug resolved FIXED",
-                None if steps[0].done is not False else False,
-                "",
-            )
-        )
+        no_bug = steps[0].done is False  # (None: Bugzilla could not be asked)
+        steps.append(Step("bug_resolved", "bug resolved FIXED", False if no_bug else None, ""))
     else:
         fixed = bug.get("resolution") == "FIXED" and not _is_open(bug)
         steps.append(Step("bug_resolved", "bug resolved FIXED", fixed, _status_text(bug)))

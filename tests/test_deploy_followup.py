@@ -218,3 +218,26 @@ def test_finish_refuses_a_bug_closed_otherwise(tagged):
     result = tagged.run("deploy.finish", "101")
     assert result.returncode != 0 and "RESOLVED WONTFIX, not FIXED" in result.stderr
     assert tagged.writes() == writes
+
+
+def test_status_from_a_checkout_without_the_tag(tagged, tmp_path):
+    """Another machine: the tag is only on the remote; status still finds the comment."""
+    from tests.deploy_fixtures import git
+
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", "--no-tags", str(tagged.repo.remote), str(other))
+    result = tagged.run("deploy.status", "101", "--json", "--repo", str(other))
+    assert result.returncode == 0, result.stderr
+    done = steps(result)
+    assert done["tag_created"] is True and done["tag_verified"] is None
+    assert done["pushed"] is True and done["show_posted"] is True
+    assert json.loads(result.stdout)["commit"] == commit_of(tagged)
+
+
+def test_status_when_bugzilla_is_down(tagged):
+    tagged.bz.add_fault("/rest/*", status=500, count=None)
+    result = tagged.run("deploy.status", "101", "--json")
+    assert result.returncode == 0, result.stderr
+    done = steps(result)
+    assert done["bug_filed"] is None and done["show_posted"] is None
+    assert done["bug_resolved"] is None and done["pushed"] is True

@@ -124,6 +124,8 @@ def test_push_rejected_then_rerun_converges(deploy, tmp_path):
     failed = deploy.run("deploy.tag", "101", "--yes")
     assert failed.returncode != 0
     assert "pushing refs/tags/101" in failed.stderr and "rerun deploy.tag 101" in failed.stderr
+    assert "tags are frozen" in failed.stderr
+    assert "created the signed tag 101" in failed.stdout
     assert deploy.local_tag() and deploy.remote_tag() is None and deploy.show_comments() == []
 
     block.unlink()
@@ -139,6 +141,8 @@ def test_bugzilla_500_on_the_comment_then_rerun_converges(deploy):
     failed = deploy.run("deploy.tag", "101", "--yes")
     assert failed.returncode != 0
     assert "Traceback" not in failed.stderr
+    assert "created the signed tag 101" in failed.stdout and "pushed refs/tags/101" in failed.stdout
+    assert "rerun `invoke deploy.tag 101` to post the comment" in failed.stderr
     assert deploy.remote_tag() == deploy.local_tag() is not None
     assert deploy.show_comments() == []
 
