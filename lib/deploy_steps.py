@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lib.console import info
 from lib.errors import UserError
 from lib.gitrepo import GitRepo
-from lib.settings import is_dry, setting
+from lib.settings import setting
 
 # -- shared lookups --------------------------------------------------------------------------------
 
@@ -128,7 +129,7 @@ def tag_commit(repo: GitRepo, remote: str | None, tag: str) -> str | None:
     return peeled or plain
 
 
-def contains_commit(repo: GitRepo) -> Any:
+def contains_commit(repo: GitRepo) -> Callable[[str, str], bool]:
     """A `contains(commit, served)` test for dockerflow: is `served` a descendant of `commit`?"""
 
     def contains(commit: str, served: str) -> bool:
@@ -354,12 +355,17 @@ def _dry_show_preview(repo: GitRepo, plan: TagPlan) -> str:
     commit = repo.read("-c", "core.pager=cat", "show", "--no-color", "--no-patch", plan.head)
     return (
         f"tag {plan.tag}\nTagger: {ident}\nDate:   (when the tag is made)\n\n{plan.message}"
-        f"-----BEGIN PGP SIGNATURE-----\n(the signature)\n-----END PGP SIGNATURE-----\n\n{commit}"
+        f"(the signature, made when the tag is made)\n\n{commit}"
     )
 
 
 def run_tag(
-    c: Any, repo: GitRepo, plan: TagPlan, client: Any, *, dry: bool, report: Any = print
+    repo: GitRepo,
+    plan: TagPlan,
+    client: Any,
+    *,
+    dry: bool,
+    report: Callable[[str], None] = print,
 ) -> None:
     """Do the steps the plan says are left, calling `report(line)` as soon as each one is done
     (so a later failure still leaves a record of what happened)."""
@@ -665,10 +671,6 @@ def finish(
     if dry:
         return f"dry-run: bug {number} would get the closing comment and RESOLVED FIXED"
     return f"bug {number} is RESOLVED FIXED with the closing comment: {client.bug_url(number)}"
-
-
-def dry_flag(c: Any, dry_run: bool) -> bool:
-    return is_dry(c, dry_run)
 
 
 # -- deploy.watch ----------------------------------------------------------------------------------

@@ -117,11 +117,13 @@ def verify_tag(repo: GitRepo, name: str) -> bool:
 
 def verify_failure(repo: GitRepo, name: str) -> str:
     """Why `git tag -v` refuses the tag (its first meaningful stderr line)."""
+    import os
     import subprocess
 
     result = subprocess.run(
         ["git", "tag", "-v", name],
         cwd=repo.path,
+        env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

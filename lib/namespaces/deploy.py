@@ -127,7 +127,7 @@ def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
         return
     if not dry:
         confirm(f"Tag, push and post {name} as listed above?", assume_yes=yes)
-    deploy_steps.run_tag(c, git, plan, client, dry=dry)
+    deploy_steps.run_tag(git, plan, client, dry=dry)
     if dry:
         print(f"dry-run: nothing was changed; rerun without --dry-run to deploy-tag {name}")
         return
