@@ -241,3 +241,30 @@ def test_status_when_bugzilla_is_down(tagged):
     done = steps(result)
     assert done["bug_filed"] is None and done["show_posted"] is None
     assert done["bug_resolved"] is None and done["pushed"] is True
+
+
+def test_the_whole_deploy_from_prepare_to_finish(deploy):
+    """prepare --file-bug, tag, watch, finish, status: the how-to's steps, end to end."""
+    deploy.bz.bugs[deploy.bug]["summary"] = "an older bug"  # let prepare file the deploy bug
+    filed = deploy.run("deploy.prepare", "--file-bug", "--json")
+    assert filed.returncode == 0, filed.stderr
+    plan = json.loads(filed.stdout)
+    assert plan["next_tag"] == "101"
+    bug = plan["bug_id"]
+
+    tagged = deploy.run("deploy.tag", "101", "--yes")
+    assert tagged.returncode == 0, tagged.stderr
+    assert len(deploy.show_comments(bug)) == 1
+
+    deploy.prod.serve(deploy.repo.head("100"), "100")
+    deploy.prod.serve_after(2, commit_of(deploy), "101")
+    watched = deploy.run("deploy.watch", "101", "--interval", "0.05", "--timeout", "30")
+    assert watched.returncode == 0, watched.stderr
+
+    finished = deploy.run("deploy.finish", "101", "--note", "all good")
+    assert finished.returncode == 0, finished.stderr
+    assert (deploy.bz.bug(bug)["status"], deploy.bz.bug(bug)["resolution"]) == ("RESOLVED", "FIXED")
+
+    deploy.stage.serve(commit_of(deploy), "main")
+    report = json.loads(deploy.run("deploy.status", "101", "--json").stdout)
+    assert report["complete"] is True and report["bug"] == bug
