@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -348,3 +349,31 @@ def test_upstream_bugzilla(deploy, fake_bugzilla_upstream):
     on_upstream.assert_complete()
     assert on_upstream.run("deploy.tag", "101", "--yes").returncode == 0
     assert len(on_upstream.show_comments()) == 1
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_confirmation_on_a_terminal(deploy, answer):
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            deploy.command("deploy.tag", "101"),
+            cwd=deploy.repo.path,
+            env=deploy.full_env(),
+            stdin=secondary,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(primary, f"{answer}\n".encode())
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    if answer == "n":
+        assert process.returncode != 0 and "aborted" in err
+        deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
+    else:
+        assert process.returncode == 0, err
+        deploy.assert_complete()
