@@ -138,7 +138,14 @@ def verify_failure(repo: GitRepo, name: str) -> str:
 
 def create_signed_tag(repo: GitRepo, name: str, commit: str, message: str, *, dry: bool) -> None:
     """`git tag -s` (annotated, signed with the user's git configuration); never overwrites."""
-    repo.write("tag", "-s", "-m", message, name, commit, dry=dry)
+    try:
+        repo.write("tag", "-s", "-m", message, name, commit, dry=dry)
+    except UserError as exc:
+        raise UserError(
+            f"creating the signed tag {name} failed ({exc.reason.split(': ', 1)[-1]}); nothing "
+            f"was tagged. If gpg could not ask for the passphrase, `export GPG_TTY=$(tty)` or "
+            f"unlock the key in gpg-agent, then rerun"
+        ) from None
 
 
 def push_probe(repo: GitRepo, remote: str, name: str, commit: str) -> None:

@@ -377,3 +377,24 @@ def test_confirmation_on_a_terminal(deploy, answer):
     else:
         assert process.returncode == 0, err
         deploy.assert_complete()
+
+
+def test_signing_that_fails_after_the_preflight(deploy, tmp_path):
+    """gpg works for the preflight's test signature, then fails for the tag (agent timed out)."""
+    count = tmp_path / "signatures"
+    wrapper = tmp_path / "gpg-wrapper"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" -bsau "*)\n'
+        f"  echo x >> {count}\n"
+        f'  if [ "$(wc -l < {count})" -ge 2 ]; then\n'
+        "    cat >/dev/null\n"
+        '    echo "gpg: signing failed: Inappropriate ioctl for device" >&2; exit 2\n'
+        "  fi;;\nesac\n"
+        'exec gpg "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    deploy.repo.git("config", "gpg.program", str(wrapper))
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert "creating the signed tag 101 failed" in result.stderr and "GPG_TTY" in result.stderr
+    deploy.assert_nothing_changed(result)
