@@ -321,8 +321,14 @@ def plan_tag(
         setup = check_signing(repo.path, head_sha)
         plan.notes.append(f"signing works ({setup.describe()})")
     if not plan.push_done:
-        push_probe(repo, remote, tag, head_sha)
-        plan.notes.append(f"`git push --dry-run` of refs/tags/{tag} to {remote} is accepted")
+        try:
+            push_probe(repo, remote, tag, head_sha)
+            plan.notes.append(f"`git push --dry-run` of refs/tags/{tag} to {remote} is accepted")
+        except UserError as exc:
+            if not dry:
+                raise
+            # A dry run needs no push rights (only a real run stops here): report and go on.
+            plan.notes.append(f"WARNING, a real run would stop here: {exc.reason}")
     return plan
 
 

@@ -316,6 +316,12 @@ def test_push_not_allowed_is_refused_before_tagging(deploy, tmp_path):
     result = deploy.run("deploy.tag", "101", "--yes")
     assert "`git push --dry-run`" in result.stderr and "would fail" in result.stderr
     deploy.assert_nothing_changed(result)
+    # A dry run needs no push rights: it warns and shows the rest.
+    dry = deploy.run("--dry", "deploy.tag", "101")
+    assert dry.returncode == 0, dry.stderr
+    assert "WARNING, a real run would stop here: pushing refs/tags/101" in dry.stderr
+    assert "would run: git push --porcelain origin refs/tags/101:refs/tags/101" in dry.stderr
+    deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
 
 
 def test_huge_git_show_is_cut_to_the_comment_limit(deploy):
