@@ -404,3 +404,10 @@ def test_signing_that_fails_after_the_preflight(deploy, tmp_path):
     result = deploy.run("deploy.tag", "101", "--yes")
     assert "creating the signed tag 101 failed" in result.stderr and "GPG_TTY" in result.stderr
     deploy.assert_nothing_changed(result)
+
+
+def test_dry_run_needs_no_api_key(deploy):
+    result = deploy.run("--dry", "deploy.tag", "101", extra={"BUGZILLA_API_KEY": ""})
+    assert result.returncode == 0, result.stderr
+    assert f"would send PUT {deploy.bz.url.rstrip('/')}/bug/{deploy.bug}" in result.stderr
+    deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
