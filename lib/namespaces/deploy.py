@@ -144,17 +144,15 @@ def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
         "json": "Print the report as JSON on stdout (nothing else on stdout).",
     },
 )
-def status_(c, nnn, repo=None, bug=None, json=False):
+def status_(c, nnn, repo=None, bug=None, json_=False):
     """Show each step of a deploy (bug, tag, push, comment, stage, prod, FIXED), live."""
-    import json as json_module
-
     from lib import deploy_steps
 
     name = deploy_steps.checked_tag_name(c, nnn)
     git = deploy_steps.open_service_repo(c, repo)
     report = deploy_steps.deploy_status(c, git, name, bug_id=bug)
-    if json:
-        print(json_module.dumps(report, indent=2))
+    if json_:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         deploy_steps.print_status_table(report)
 
