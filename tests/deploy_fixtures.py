@@ -264,8 +264,21 @@ def make_deploy_repo(
     return repo
 
 
+@pytest.fixture(scope="session")
+def _deploy_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: each test gets a copy (git commands are the slow part of the setup)."""
+    base = tmp_path_factory.mktemp("deploy-template")
+    make_deploy_repo(base)
+    return base
+
+
 @pytest.fixture
-def deploy_repo(tmp_path: Path, gpg_key: GpgKey, monkeypatch: pytest.MonkeyPatch) -> DeployRepo:
+def deploy_repo(
+    tmp_path: Path,
+    gpg_key: GpgKey,
+    monkeypatch: pytest.MonkeyPatch,
+    _deploy_repo_template: Path,
+) -> DeployRepo:
     """Tags 99 and 100, three commits since, signing with the session GPG key.
 
     In-process code (lib/) sees the same git environment as the test helpers: no global or
@@ -274,7 +287,10 @@ def deploy_repo(tmp_path: Path, gpg_key: GpgKey, monkeypatch: pytest.MonkeyPatch
     for name, value in git_env().items():
         if name.startswith("GIT_"):
             monkeypatch.setenv(name, value)
-    repo = make_deploy_repo(tmp_path)
+    shutil.copytree(_deploy_repo_template / "remote.git", tmp_path / "remote.git", symlinks=True)
+    shutil.copytree(_deploy_repo_template / "work", tmp_path / "work", symlinks=True)
+    repo = DeployRepo(tmp_path / "work", tmp_path / "remote.git", counter=100)
+    repo.git("remote", "set-url", "origin", str(repo.remote))
     repo.use_gpg(gpg_key)
     return repo
 
