@@ -89,19 +89,19 @@ def _sorted_versions(values: set[str] | list[str]) -> list[str]:
 
 
 def _affects(entry: dict[str, Any], installed: Any) -> bool:
-    listed = entry.get("_normalised_versions")
-    if listed is None:  # built once per entry and process
-        listed = entry["_normalised_versions"] = {_normalise(v) for v in entry["versions"]}
-    if str(installed) in listed:
+    listed = entry.get("_listed_versions")
+    if listed is None:  # built once per entry and process; Version hashes as it compares
+        listed = entry["_listed_versions"] = {_parse_or_text(v) for v in entry["versions"]}
+    if installed in listed or str(installed) in listed:
         return True
     return any(_in_range(events, installed) for events in entry["ranges"])
 
 
-def _normalise(text: str) -> str:
+def _parse_or_text(text: str) -> Any:
     from packaging.version import InvalidVersion, Version
 
     try:
-        return str(Version(text))
+        return Version(text)
     except InvalidVersion:
         return text
 
