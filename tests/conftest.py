@@ -75,3 +75,6 @@ def invoke(env: dict[str, str]):
         )
 
     return run
+
+
+from tests.gitrepos import service_repo  # noqa: E402,F401
