@@ -134,7 +134,11 @@ def parse_pip_audit(data: Any, pins: list[Pin]) -> Report:
         name = canonicalize_name(str(dep.get("name", "")))
         candidates = by_name.get(name, [])
         version = str(dep.get("version") or (candidates[0].version if candidates else ""))
-        sources = next((p.sources for p in candidates if p.version == version), [])
+        # pip-audit prints normalised versions ("1.0b0" for "1.0-beta"): match as PEP 440.
+        pin = next((p for p in candidates if _same_version(p.version, version)), None)
+        if pin is not None:
+            version = pin.version
+        sources = pin.sources if pin is not None else []
         reported.add((name, version))
         if dep.get("skip_reason"):
             for pin in candidates or [Pin(name, version)]:
@@ -174,6 +178,15 @@ def parse_pip_audit(data: Any, pins: list[Pin]) -> Report:
                 )
             )
     return report
+
+
+def _same_version(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
 
 def _pin_layers(pins: list[Pin]) -> list[list[Pin]]:

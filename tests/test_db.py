@@ -385,3 +385,67 @@ def test_classify_connection_errors():
         settings,
     ).startswith("nothing listens on localhost:8574")
     assert devdb.classify_connection_error('ERROR:  relation "t" does not exist', settings) is None
+
+
+def test_interactive_on_a_terminal_ctrl_c_cancels_the_query_not_the_task(env, pg_server):  # noqa: F811
+    """psql attached to a real terminal (a pty): Ctrl-C cancels the running query, the
+    session goes on, \\q ends it with exit 0; the password never appears on the screen."""
+    import pty
+    import select
+    import signal
+
+    child_env = dict(
+        env,
+        INVOKE_DB_HOST=pg_server.host,
+        INVOKE_DB_PORT=str(pg_server.port),
+        INVOKE_DB_PASSWORD=pg_server.password,
+        PSQL_PAGER="cat",
+        PAGER="cat",
+        TERM="dumb",
+    )
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), "db.connect"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes invoke on the pty
+        try:
+            os.chdir(PROJECT_ROOT)
+            os.execve(sys.executable, argv, child_env)
+        finally:
+            os._exit(127)
+    screen = b""
+
+    def read_until(marker: bytes, seconds: float) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + seconds
+        while marker not in screen and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    screen += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    status = None
+    try:
+        read_until(b"breakpad=#", 30)
+        os.write(fd, b"select pg_sleep(20);\n")
+        time.sleep(1)
+        os.write(fd, b"\x03")  # Ctrl-C, delivered by the terminal to the foreground group
+        read_until(b"canceling statement due to user request", 15)
+        os.write(fd, b"select 6 * 7 as answer;\n")
+        read_until(b"(1 row)", 15)
+        os.write(fd, b"\\q\n")
+        deadline = time.monotonic() + 15
+        while status is None and time.monotonic() < deadline:
+            read_until(b"\0never", 0.2)
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(raw) if done else None
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    text = screen.decode(errors="replace")
+    assert "canceling statement due to user request" in text, text
+    assert "42" in text.split("answer", 1)[1], text
+    assert status == 0, text
+    assert pg_server.password not in text

@@ -615,3 +615,9 @@ def test_pip_audit_missing_is_exit_2(tmp_path):
     report = audit.run_pip_audit([Pin("jinja2", "2.10", ["r.txt:1"])], python=str(python))
     assert report.exit_code == 2
     assert report.unchecked[0].reason.startswith("pip-audit is not installed")
+
+
+def test_pip_audit_normalised_versions_match_the_pins():
+    data = {"dependencies": [{"name": "Demo_Pkg", "version": "1.0b0", "vulns": []}]}
+    report = audit.parse_pip_audit(data, [Pin("demo-pkg", "1.0-beta", ["r.txt:1"])])
+    assert report.unchecked == [] and report.exit_code == 0
