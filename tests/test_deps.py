@@ -621,3 +621,18 @@ def test_pip_audit_normalised_versions_match_the_pins():
     data = {"dependencies": [{"name": "Demo_Pkg", "version": "1.0b0", "vulns": []}]}
     report = audit.parse_pip_audit(data, [Pin("demo-pkg", "1.0-beta", ["r.txt:1"])])
     assert report.unchecked == [] and report.exit_code == 0
+
+
+def test_dry_run_validates_and_prints_the_plan_without_running_anything(invoke, project, tmp_path):
+    (project / "requirements.txt").write_text("jinja2==2.10\ndjango>=4\n")
+    empty_bin = tmp_path / "no-tools"
+    empty_bin.mkdir()
+    result = invoke("--dry", "deps.check", cwd=project, extra_env={"PATH": str(empty_bin)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "would check 1 pinned Python requirements from requirements.txt with pip-audit "
+        "(online); 1 not pinned",
+        "no JavaScript check",
+    ]
+    bad = invoke("--dry", "deps.check", "--requirements", "missing.txt", cwd=project)
+    assert bad.returncode == 2 and "not found" in bad.stderr

@@ -9,7 +9,7 @@ from invoke.exceptions import Exit
 
 from lib.console import info
 from lib.errors import UserError
-from lib.settings import resolve_path, setting
+from lib.settings import is_dry, resolve_path, setting
 
 
 def _as_list(value):
@@ -61,6 +61,18 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
     if db_value:
         cache = setting(c, "deps.cache_dir")
         database = advisories.load(resolve_path(db_value), resolve_path(cache) if cache else None)
+
+    if is_dry(c):
+        python_check = (
+            f"the advisory database {database.path}" if database else "pip-audit (online)"
+        )
+        print(
+            f"would check {len(scan.pins)} pinned Python requirements from "
+            f"{', '.join(scan.files) or 'no file'} with {python_check}; "
+            f"{len(scan.not_pinned)} not pinned"
+        )
+        print(f"would run npm audit in {npm_path}" if npm_path else "no JavaScript check")
+        return
 
     report = audit.Report()
     for item in scan.not_pinned:
