@@ -190,7 +190,11 @@ def passfile_environment(password: str) -> Iterator[dict[str, str]]:
     if not password:
         yield env
         return
-    directory = tempfile.mkdtemp(prefix="releng-db-")  # mode 0700
+    # Mode 0700; in the per-user runtime directory (a tmpfs) when there is one.
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    directory = tempfile.mkdtemp(
+        prefix="releng-db-", dir=runtime if runtime and os.path.isdir(runtime) else None
+    )
     path = os.path.join(directory, "pgpass")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -322,7 +326,8 @@ def probe(psql: str, settings: ConnectionSettings, timeout: float = 30) -> None:
             ) from None
     if result.returncode != 0:
         message = classify_connection_error(result.stderr, settings)
-        first = (result.stderr.strip().splitlines() or ["psql failed"])[-1]
+        lines = result.stderr.strip().splitlines() or ["psql failed"]
+        first = next((line for line in lines if line.startswith("psql: error:")), lines[0])
         raise UserError(message or first.removeprefix("psql: error: "), code=result.returncode)
 
 
