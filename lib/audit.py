@@ -148,7 +148,7 @@ def parse_pip_audit(data: Any, pins: list[Pin]) -> Report:
                         "PyPI",
                         name,
                         pin.version,
-                        f"pip-audit skipped it: {dep['skip_reason']}",
+                        f"pip-audit skipped it: {_skip_reason(dep['skip_reason'])}",
                         ", ".join(pin.sources),
                     )
                 )
@@ -178,6 +178,11 @@ def parse_pip_audit(data: Any, pins: list[Pin]) -> Report:
                 )
             )
     return report
+
+
+def _skip_reason(text: str) -> str:
+    """pip-audit's skip reason without the trailing "name (version)" the table already shows."""
+    return re.sub(r":\s*\S+ \([^)]*\)\s*$", "", _one_line(str(text)))
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -302,7 +307,7 @@ def run_pip_audit(
                 continue
             report.merge(parsed)
             checked += len(layer) - len({(u.package, u.version) for u in parsed.unchecked})
-    status = "failed" if failures else "ok"
+    status = "failed" if failures else ("incomplete" if checked < len(pins) else "ok")
     looked_up = f"{checked} of {len(pins)} pins looked up in the {service} service"
     detail = f"{failures[0]}; {looked_up}" if failures else looked_up
     report.checks.append(CheckRun("pip-audit", "PyPI", status, detail, checked))
