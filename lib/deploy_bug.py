@@ -37,19 +37,15 @@ def enter_bug_link(c: Any, plan: DeployPlan, priority: str) -> str:
 
 def connect(c: Any) -> Any | None:
     """A BugzillaClient for the configured server, or None when no API key is configured."""
-    from lib.bugzilla import BugzillaClient, api_key_from_environment
+    from lib.bugzilla import api_key_from_environment, client_from_config
 
-    url = str(setting(c, "bugzilla.url"))
-    api_key = api_key_from_environment(url)
-    if not api_key:
-        return None
-    return BugzillaClient(
-        url,
-        api_key,
-        auth=str(setting(c, "bugzilla.auth")),
-        timeout=float(setting(c, "bugzilla.timeout")),
-        dry_run=is_dry(c),
-    )
+    api_key = api_key_from_environment(str(setting(c, "bugzilla.url")))
+    return client_from_config(c, dry_run=is_dry(c), api_key=api_key) if api_key else None
+
+
+def deployer(c: Any, client: Any) -> str | None:
+    """The email of the person running the deploy: the API key's user, else bugzilla.user."""
+    return client.whoami() or str(setting(c, "bugzilla.user") or "") or None
 
 
 def file_or_reuse(
@@ -71,7 +67,12 @@ def file_or_reuse(
             f"deploy another tag"
         )
     if assignee is None:
-        assignee = client.whoami()
+        assignee = deployer(c, client)
+        if assignee is None:
+            info(
+                "note: this Bugzilla cannot say whose API key this is, so the bug gets the "
+                "component's default assignee; set bugzilla.user or pass --assignee"
+            )
     elif not client.user_exists(assignee):
         raise UserError(f"there is no Bugzilla user named {assignee!r} (--assignee)")
     bug_id = client.create_bug(

@@ -72,7 +72,7 @@ def prepare(
         plan.extra.update(bug_id=bug_id, bug_url=client.bug_url(bug_id), bug_filed_now=filed)
         if needinfo:
             asked = deploy_bug.request_verification(
-                c, client, plan, bug_id, deployer=assignee or client.whoami()
+                c, client, plan, bug_id, deployer=assignee or deploy_bug.deployer(c, client)
             )
             plan.extra["needinfo"] = asked
     else:
