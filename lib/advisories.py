@@ -230,21 +230,46 @@ def _load_record(path: Path) -> Any:
         return yaml.load(handle, Loader=loader)  # noqa: S506 (a safe loader)
 
 
-def build_index(root: Path, files: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """Parse every record; returns the index and the files that could not be read."""
-    index: dict[str, list[dict[str, Any]]] = {}
+def _parse_files(root: Path, files: list[Path]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """(name, entry) pairs and unreadable-file notes for some files, in file order."""
+    pairs: list[tuple[str, Any]] = []
     unreadable: list[str] = []
     for path in files:
         try:
             record = _load_record(path)
             if not isinstance(record, dict):
                 raise ValueError("not an OSV record")
-            entries = _compact_entries(record)
+            pairs += _compact_entries(record)
         except Exception as error:  # noqa: BLE001 (any broken file is reported, not fatal)
-            unreadable.append(f"{path.relative_to(root)}: {str(error).splitlines()[0][:120]}")
-            continue
-        for name, entry in entries:
+            message = (str(error).splitlines() or [type(error).__name__])[0][:120]
+            unreadable.append(f"{path.relative_to(root)}: {message}")
+    return pairs, unreadable
+
+
+def build_index(root: Path, files: list[Path]) -> tuple[dict[str, list[Any]], list[str]]:
+    """Parse every record (on every CPU for a large database); index plus unreadable files."""
+    workers = min(os.cpu_count() or 1, 4)
+    chunks: list[tuple[list[tuple[str, Any]], list[str]]]
+    if workers > 1 and len(files) >= 500:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        size = -(-len(files) // workers)
+        parts = [files[i : i + size] for i in range(0, len(files), size)]
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                chunks = list(pool.map(_parse_files, [root] * len(parts), parts))
+        except (OSError, ValueError, RuntimeError):  # no fork here: parse in this process
+            chunks = [_parse_files(root, files)]
+    else:
+        chunks = [_parse_files(root, files)]
+    index: dict[str, list[Any]] = {}
+    unreadable: list[str] = []
+    for pairs, broken in chunks:  # chunks are contiguous, so file order is kept
+        for name, entry in pairs:
             index.setdefault(name, []).append(entry)
+        unreadable += broken
     return index, unreadable
 
 
