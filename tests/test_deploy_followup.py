@@ -170,6 +170,7 @@ def test_finish_comments_and_resolves_fixed_once(tagged):
     assert closing.startswith(f"Deployed 101 (`{commit_of(tagged)[:7]}`) to prod")
     assert "* migrations ran" in closing and "* no errors in Sentry" in closing
     assert "What went out:" in closing and "(Ana Müller)" in closing
+    assert "\n\n\n" not in closing
     (put,) = [e for e in tagged.bz.writes()[writes:]]
     assert put.method == "PUT" and put.body["status"] == "RESOLVED"
 
