@@ -270,6 +270,11 @@ def plan_tag(
     head_sha = repo.rev_parse(head) if head else repo.rev_parse(f"refs/heads/{main_branch}")
     if head_sha is None:
         raise UserError(f"--head {head!r} is not a commit in this repository")
+    if not repo.is_ancestor(head_sha, f"refs/heads/{main_branch}"):
+        raise UserError(
+            f"--head {head} ({head_sha[:7]}) is not on {main_branch}; deploy tags are made on "
+            f"the history of {main_branch}"
+        )
     if previous and not repo.is_ancestor(f"refs/tags/{previous}", head_sha):
         raise UserError(
             f"head {head_sha[:7]} is not a descendant of the previous deploy tag {previous}"

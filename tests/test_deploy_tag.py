@@ -283,6 +283,15 @@ def test_bad_arguments_are_refused(deploy, args, expected):
     deploy.assert_nothing_changed(result)
 
 
+def test_head_not_on_main_is_refused(deploy):
+    deploy.repo.git("checkout", "-q", "-b", "feature")
+    side = deploy.repo.commit("side work")
+    deploy.repo.git("checkout", "-q", "main")
+    result = deploy.run("deploy.tag", "101", "--yes", "--head", side)
+    assert "is not on main" in result.stderr
+    deploy.assert_nothing_changed(result)
+
+
 def test_bug_summary_of_another_tag_is_refused(deploy):
     other = deploy.bz.add_bug(summary=SUMMARY.format("100"), product="Socorro", component="Infra")
     result = deploy.run("deploy.tag", "101", "--yes", "--bug", str(other))
