@@ -482,14 +482,20 @@ def _list_chunks(plan: Plan, options: Options, outcome: Outcome) -> Outcome:
     import sys
 
     first_chunk = plan.journal.accepted_chunks
-    count = 0
-    for number, (_, ids) in enumerate(plan.journal.pending_chunks(options.chunk_size), 1):
-        count += 1
-        suffix = f":{options.ruleset}" if options.ruleset else ""
-        sys.stdout.write(
-            f"chunk {first_chunk + number}: {len(ids)} ids, {ids[0]}{suffix} .. {ids[-1]}{suffix}\n"
-        )
-    sys.stdout.flush()
+    pending = outcome.total - outcome.already
+    count = -(-pending // options.chunk_size)
+    suffix = f":{options.ruleset}" if options.ruleset else ""
+    try:
+        for number, (_, ids) in enumerate(plan.journal.pending_chunks(options.chunk_size), 1):
+            sys.stdout.write(
+                f"chunk {first_chunk + number}: {len(ids)} ids, "
+                f"{ids[0]}{suffix} .. {ids[-1]}{suffix}\n"
+            )
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop listing quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     info(
         f"dry run: would send {outcome.total - outcome.already:,} ids in {count:,} chunks to "
         f"{options.host}{REPROCESSING_PATH}; nothing was sent"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_crashstats import crashstats, crashstats_env  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: Environment variables that must never leak from the developer's shell into a test run.
