@@ -26,7 +26,10 @@ def parse_crash_id(text: str) -> str | None:
 
     Surrounding whitespace and a UTF-8 byte order mark are ignored.
     """
-    value = text.strip().lstrip("\ufeff").strip()
+    value = text.strip()
+    if len(value) == 36 and CRASH_ID_RE.match(value):
+        return value  # the common case, checked first: inputs can hold millions of lines
+    value = value.lstrip("\ufeff").strip()
     match = _REPORT_URL_RE.match(value)
     if match:
         value = match.group(1)
@@ -52,7 +55,9 @@ def read_lines(stream: IO[str] | Iterable[str]) -> Iterator[InputLine]:
     """
     for number, raw in enumerate(stream, start=1):
         text = raw.lstrip("\ufeff") if number == 1 else raw
-        text = text.split("#", 1)[0].strip() if "#" in text else text.strip()
+        if "#" in text:
+            text = text.split("#", 1)[0]
+        text = text.strip()
         if not text:
             continue
         yield InputLine(number, text, parse_crash_id(text))
