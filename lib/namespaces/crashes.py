@@ -165,3 +165,69 @@ def fetch_ids(
         progress_terminal=_progress_on_terminal(),
         progress_interval=float(setting(c, "crashes.progress_interval")),
     )
+
+
+@task(
+    help={
+        "url": "The Crash Stats search URL of the crashes to reprocess.",
+        "reason": "Why they need reprocessing (goes into the bug's summary and text).",
+        "host": "Crash Stats base URL to count matches with (default: the URL's own host).",
+        "dry_run": "Show the bug that would be filed; file nothing (same as `invoke --dry`).",
+    },
+)
+def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
+    """File a bug asking for the crashes of a search to be reprocessed (for non-admins)."""
+    from lib.bugzilla import BugzillaClient, api_key_from_environment, enter_bug_url
+    from lib.console import info
+    from lib.crashstats import CrashStatsClient, find_token
+    from lib.reprocess_request import build_request, search_host
+
+    if not url:
+        raise UserError("--url is required: the Crash Stats search URL of the crashes")
+    base = _host(c, host or search_host(url))
+    client = CrashStatsClient(base, find_token(setting(c, "crashes.env_file") or None))
+    client.policy = _policy(c)
+    try:
+        request = build_request(client, url, reason, template_dir=setting(c, "templates.dir"))
+    finally:
+        client.close()
+    info(f"{request.total:,} crash reports match the search")
+    product = setting(c, "crashes.request_product")
+    component = setting(c, "crashes.request_component")
+    bugzilla_url = setting(c, "bugzilla.url")
+    if is_dry(c, dry_run):
+        info(f"dry run: would file in {product} :: {component} (type task): {request.summary}")
+        print(request.description, end="")
+        return
+    api_key = api_key_from_environment(bugzilla_url)
+    if not api_key:
+        info(
+            "no Bugzilla API key (BUGZILLA_API_KEY or bugzillarc), so no bug was filed; "
+            "open this link to file it yourself:"
+        )
+        print(
+            enter_bug_url(
+                bugzilla_url,
+                product=product,
+                component=component,
+                summary=request.summary,
+                description=request.description,
+                bug_type="task",
+            )
+        )
+        return
+    bugzilla = BugzillaClient(
+        bugzilla_url,
+        api_key,
+        auth=setting(c, "bugzilla.auth"),
+        timeout=setting(c, "bugzilla.timeout"),
+    )
+    bug_id = bugzilla.create_bug(
+        product=product,
+        component=component,
+        summary=request.summary,
+        description=request.description,
+        bug_type="task",
+    )
+    info(f"filed bug {bug_id}: {request.summary}")
+    print(bugzilla.bug_url(bug_id))
