@@ -77,3 +77,12 @@ def invoke(env: dict[str, str]):
         )
 
     return run
+
+
+# The fake Bugzilla REST server (BMO and upstream 5.0 modes); see tests/fake_bugzilla.py.
+from tests.fake_bugzilla import (  # noqa: E402, F401
+    bugzilla_server,
+    fake_bugzilla,
+    fake_bugzilla_upstream,
+)
+from tests.gitrepos import service_repo  # noqa: E402,F401

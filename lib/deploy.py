@@ -1,0 +1,236 @@
+"""The deploy plan: which tag comes next, what it contains, and the deploy bug's text."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from lib.changes import Commit, commits_between
+from lib.console import info
+from lib.deploytags import TagScheme
+from lib.errors import UserError
+from lib.gitrepo import GitRepo
+from lib.settings import setting
+
+#: Bugzilla refuses comments (and so descriptions) longer than this (code 114).
+MAX_COMMENT_LENGTH = 65_535
+
+
+def deploy_summary(project: str, tag: str) -> str:
+    """The deploy bug's summary; deploy.tag finds the bug by it."""
+    return f"{project} deploy: {tag}"
+
+
+def web_base(bugzilla_url: str) -> str:
+    """https://host/ of a Bugzilla whose REST base is `bugzilla_url`."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(bugzilla_url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def bug_link(bugzilla_url: str, number: int) -> str:
+    return f"{web_base(bugzilla_url)}show_bug.cgi?id={number}"
+
+
+@dataclass
+class DeployPlan:
+    project: str
+    previous_tag: str | None
+    previous_sha: str | None
+    next_tag: str
+    head: str
+    commits: list[Commit]
+    bugs: list[int]
+    compare_url: str
+    summary: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nothing_to_deploy(self) -> bool:
+        return not self.commits
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "previous_tag": self.previous_tag,
+            "previous_sha": self.previous_sha,
+            "next_tag": self.next_tag,
+            "head": self.head,
+            "commits": [c.to_json() for c in self.commits],
+            "bugs": self.bugs,
+            "compare_url": self.compare_url,
+            "summary": self.summary,
+            "description": self.description,
+            "nothing_to_deploy": self.nothing_to_deploy,
+            **self.extra,
+        }
+
+
+def _list_some(paths: list[str], most: int = 5) -> str:
+    shown = ", ".join(paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) -> None:
+    """Read-only checks before anything is planned or filed; each failure is one UserError."""
+    if repo.rev_parse(f"refs/heads/{main_branch}") is None:
+        raise UserError(
+            f"branch {main_branch!r} does not exist in {repo.path} (set deploy.main_branch)"
+        )
+    dirty = repo.dirty_paths()
+    if dirty:
+        raise UserError(
+            f"the working tree of {repo.path} is not clean: {_list_some(dirty)}; "
+            f"commit or stash them first"
+        )
+    if offline:
+        return
+    repo.fetch(remote)
+    upstream = f"refs/remotes/{remote}/{main_branch}"
+    if repo.rev_parse(upstream) is None:
+        raise UserError(f"remote {remote!r} has no branch {main_branch!r}")
+    ahead, behind = repo.ahead_behind(f"refs/heads/{main_branch}", upstream)
+    local, theirs = main_branch, f"{remote}/{main_branch}"
+    if ahead and behind:
+        raise UserError(
+            f"local {local} and {theirs} have diverged ({ahead} and {behind} commits); "
+            f"keep what you need, then `git checkout {local} && git reset --hard {theirs}`"
+        )
+    if ahead:
+        raise UserError(
+            f"local {local} is {ahead} commit(s) ahead of {theirs}; deploy only what the remote "
+            f"has: push them first (`git push {remote} {local}`) or `git reset --hard {theirs}`"
+        )
+    if behind:
+        raise UserError(
+            f"local {local} is {behind} commit(s) behind {theirs}; update it with "
+            f"`git checkout {local} && git pull --ff-only {remote} {local}`"
+        )
+
+
+def resolve_range(
+    repo: GitRepo,
+    scheme: TagScheme,
+    *,
+    main_branch: str,
+    since: str | None,
+    head: str | None,
+    tags: list[str],
+) -> tuple[str | None, str | None, str]:
+    """(previous tag, its commit, head commit) for the deploy, checked against each other."""
+    if since is not None:
+        previous = since
+        previous_sha = repo.rev_parse(f"refs/tags/{since}")
+        if previous_sha is None:
+            raise UserError(f"--since tag {since!r} does not exist")
+    else:
+        previous = scheme.previous(tags)
+        previous_sha = repo.rev_parse(f"refs/tags/{previous}") if previous else None
+    if head is None:
+        head_sha = repo.rev_parse(f"refs/heads/{main_branch}")
+    else:
+        head_sha = repo.rev_parse(head)
+        if head_sha is None:
+            raise UserError(f"--head {head!r} is not a commit in this repository")
+    if previous_sha and not repo.is_ancestor(previous_sha, head_sha):
+        raise UserError(
+            f"head {head_sha[:7]} is not a descendant of the previous deploy tag {previous}; "
+            f"choose another --head or --since"
+        )
+    return previous, previous_sha, head_sha
+
+
+def compare_url(github_repo: str, previous: str | None, head_sha: str) -> str:
+    if previous:
+        return f"https://github.com/{github_repo}/compare/{previous}...{head_sha}"
+    return f"https://github.com/{github_repo}/commits/{head_sha}"
+
+
+def render_texts(c: Any, plan: DeployPlan) -> None:
+    """Fill the plan's summary and description from the templates, within Bugzilla's limit."""
+    from lib.render import render_config
+
+    bugs_base = bug_link(str(setting(c, "bugzilla.url")), 0)[:-1]
+    context = {
+        "project": plan.project,
+        "next_tag": plan.next_tag,
+        "previous_tag": plan.previous_tag,
+        "previous_sha": plan.previous_sha or "",
+        "head": plan.head,
+        "bugs": [{"number": n, "url": f"{bugs_base}{n}"} for n in plan.bugs],
+        "compare_url": plan.compare_url,
+        "stage_url": setting(c, "deploy.stage_url"),
+        "prod_url": setting(c, "deploy.prod_url"),
+    }
+    plan.summary = render_config(c, "deploy_bug_summary.txt.j2", context).strip()
+    commits, bugs = plan.commits, context["bugs"]
+
+    def description_with(fraction: float) -> str:
+        shown_commits = commits[: int(len(commits) * fraction)]
+        shown_bugs = bugs[: int(len(bugs) * fraction)]
+        return render_config(
+            c,
+            "deploy_bug_description.md.j2",
+            {
+                **context,
+                "commits": shown_commits,
+                "omitted_commits": len(commits) - len(shown_commits),
+                "bugs": shown_bugs,
+                "omitted_bugs": len(bugs) - len(shown_bugs),
+            },
+        )
+
+    # Estimate from the text without any commit or bug how large a share fits, so that a huge
+    # deploy is not rendered in full only to be cut; then shrink until it really fits.
+    fraction = 1.0
+    overhead = len(description_with(0.0))
+    wanted = sum(len(x.summary) + len(x.author) + 16 for x in commits)
+    wanted += sum(len(b["url"]) + 16 for b in bugs)
+    if overhead + wanted > MAX_COMMENT_LENGTH:
+        fraction = max(0.0, (MAX_COMMENT_LENGTH - overhead) / wanted)
+    while True:
+        description = description_with(fraction)
+        if len(description) <= MAX_COMMENT_LENGTH or fraction == 0:
+            break
+        fraction = min(fraction * 0.98, fraction * MAX_COMMENT_LENGTH / len(description))
+        if fraction < 0.001:
+            fraction = 0.0
+    plan.description = description.rstrip() + "\n"
+
+
+def build_plan(
+    c: Any,
+    repo: GitRepo,
+    *,
+    since: str | None = None,
+    head: str | None = None,
+    today: datetime.date | None = None,
+) -> DeployPlan:
+    """The deploy plan from the repository's real history (after preflight)."""
+    from lib.deploytags import scheme_from_config
+
+    scheme = scheme_from_config(c)
+    main_branch = str(setting(c, "deploy.main_branch"))
+    tags = repo.tags()
+    previous, previous_sha, head_sha = resolve_range(
+        repo, scheme, main_branch=main_branch, since=since, head=head, tags=tags
+    )
+    next_tag = scheme.next(scheme.previous(tags), tags, today or datetime.date.today())
+    commits = commits_between(repo, previous_sha, head_sha)
+    plan = DeployPlan(
+        project=str(setting(c, "deploy.project")),
+        previous_tag=previous,
+        previous_sha=previous_sha,
+        next_tag=next_tag,
+        head=head_sha,
+        commits=commits,
+        bugs=sorted({n for commit in commits for n in commit.bugs}),
+        compare_url=compare_url(str(setting(c, "deploy.github_repo")), previous, head_sha),
+    )
+    if head is not None and not repo.is_ancestor(head_sha, f"refs/heads/{main_branch}"):
+        info(f"note: --head {head} is not on {main_branch}")
+    render_texts(c, plan)
+    return plan

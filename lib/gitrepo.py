@@ -1,0 +1,125 @@
+"""Git: read-only probes and mutations (dry-run aware) on the service checkout.
+
+Commands run through the git binary (the user's own configuration, signing and credential
+helpers apply). Plain subprocess keeps this fast: importing GitPython alone costs more than
+`git log` over ten thousand commits, and deploy.prepare is benchmarked against `git log`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.console import info
+from lib.errors import UserError
+
+#: Never let git stop to ask for a password or passphrase on a terminal we don't own.
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line:
+            return line.removeprefix("fatal: ").removeprefix("error: ")
+    return "no message"
+
+
+@dataclass
+class GitRepo:
+    """A git work tree at `path` (its top level)."""
+
+    path: Path
+
+    def _run(self, args: tuple[str, ...], input: str | None = None) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(
+                ["git", *args],
+                cwd=self.path,
+                env={**os.environ, **_GIT_ENV},
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+            )
+        except FileNotFoundError:
+            raise UserError("git is not installed (no `git` on PATH)") from None
+
+    def read(self, *args: str, input: str | None = None) -> str:
+        """Run a probe that must succeed; its stdout. A failure is a UserError with git's reason."""
+        result = self._run(args, input=input)
+        if result.returncode != 0:
+            raise UserError(f"`git {args[0]}` failed in {self.path}: {_first_line(result.stderr)}")
+        return result.stdout
+
+    def try_read(self, *args: str) -> str | None:
+        """Run a probe that may fail; its stdout, or None on a non-zero exit."""
+        result = self._run(args)
+        return result.stdout if result.returncode == 0 else None
+
+    def write(self, *args: str, dry: bool, input: str | None = None) -> str:
+        """Run a command that changes something; under `dry`, print it and change nothing."""
+        if dry:
+            info(f"dry-run: would run: git {shlex.join(args)}")
+            return ""
+        return self.read(*args, input=input)
+
+    def rev_parse(self, rev: str) -> str | None:
+        """The full sha of the commit `rev` names, or None."""
+        out = self.try_read("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        return out.strip() if out else None
+
+    def tags(self) -> list[str]:
+        return self.read("tag", "--list").split()
+
+    def dirty_paths(self) -> list[str]:
+        """Paths that are modified, staged or untracked (ignored files excluded)."""
+        out = self.read("status", "--porcelain=v1", "--untracked-files=normal")
+        return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def current_branch(self) -> str | None:
+        out = self.try_read("symbolic-ref", "--quiet", "--short", "HEAD")
+        return out.strip() if out else None
+
+    def has_remote(self, remote: str) -> bool:
+        return remote in self.read("remote").split()
+
+    def fetch(self, remote: str) -> None:
+        """Fetch branches and tags from `remote`; a failure suggests --offline."""
+        if not self.has_remote(remote):
+            raise UserError(
+                f"the repository has no remote named {remote!r} (set deploy.remote, "
+                f"or use --offline to skip the fetch)"
+            )
+        result = self._run(("fetch", "--quiet", "--tags", "--prune", remote))
+        if result.returncode != 0:
+            raise UserError(
+                f"could not fetch from remote {remote!r}: {_first_line(result.stderr)}; "
+                f"check the network or rerun with --offline"
+            )
+
+    def ahead_behind(self, local: str, upstream: str) -> tuple[int, int]:
+        """How many commits `local` has that `upstream` lacks, and the reverse."""
+        out = self.read("rev-list", "--left-right", "--count", f"{local}...{upstream}")
+        ahead, behind = out.split()
+        return int(ahead), int(behind)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return self._run(("merge-base", "--is-ancestor", ancestor, descendant)).returncode == 0
+
+
+def open_repo(path: Path) -> GitRepo:
+    """The work tree at `path`; a UserError when it is missing or not a git repository."""
+    if not path.exists():
+        raise UserError(f"repository path {path} does not exist")
+    if not path.is_dir():
+        raise UserError(f"repository path {path} is not a directory")
+    probe = GitRepo(path)._run(("rev-parse", "--show-toplevel"))
+    if probe.returncode != 0:
+        raise UserError(f"{path} is not a git repository (set deploy.repo or pass --repo)")
+    return GitRepo(Path(probe.stdout.strip()))

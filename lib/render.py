@@ -1,0 +1,65 @@
+"""Jinja2 rendering of the texts users may override (bug descriptions, tag messages, comments).
+
+A template is looked up in the configured `templates.dir` first, then in the project's
+templates/, so a user overrides one file by putting a file of the same name in their directory.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from lib.errors import UserError
+from lib.settings import PROJECT_ROOT
+
+DEFAULT_TEMPLATE_DIR = PROJECT_ROOT / "templates"
+
+
+def template_dirs(template_dir: str | None) -> list[Path]:
+    dirs = []
+    if template_dir:
+        from lib.settings import project_path
+
+        user_dir = project_path(template_dir, "")
+        if not user_dir.is_dir():
+            raise UserError(f"templates.dir {user_dir} is not a directory")
+        dirs.append(user_dir)
+    dirs.append(DEFAULT_TEMPLATE_DIR)
+    return dirs
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(template_dir: str | None) -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(template_dir)]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(name: str, context: dict[str, Any], template_dir: str | None = None) -> str:
+    """Render template `name` with `context`; any template problem is a one-line UserError."""
+    import jinja2
+
+    env = _environment(template_dir)
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = exc.filename or name
+        raise UserError(f"template {where}, line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound:
+        searched = ", ".join(str(d) for d in template_dirs(template_dir))
+        raise UserError(f"template {name} not found in {searched}") from None
+    except jinja2.UndefinedError as exc:
+        raise UserError(f"template {name}: {exc.message}") from None
+
+
+def render_config(c: Any, name: str, context: dict[str, Any]) -> str:
+    """Render with the template directory from the `templates.dir` setting."""
+    from lib.settings import setting
+
+    return render(name, context, str(setting(c, "templates.dir") or "") or None)

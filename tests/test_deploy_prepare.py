@@ -1,0 +1,254 @@
+"""`invoke deploy.prepare` end to end, on real repositories (no Bugzilla involved here)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.gitrepos import ServiceRepo, git
+
+
+def prepare_json(invoke, repo: ServiceRepo, *args: str, extra_env=None) -> dict:
+    result = invoke(
+        "deploy.prepare", "--repo", str(repo.path), "--json", *args, extra_env=extra_env
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def fail(invoke, repo_path, *args: str, extra_env=None) -> str:
+    """Run prepare expecting a refusal; return its one-line error."""
+    result = invoke("deploy.prepare", "--repo", str(repo_path), *args, extra_env=extra_env)
+    assert result.returncode != 0, result.stdout
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def tagged_repo(service_repo: ServiceRepo) -> ServiceRepo:
+    """Tags 98, 99, 100, then three new commits (two of them merged from a branch) on main."""
+    for tag in ("98", "99"):
+        service_repo.commit(f"work before {tag}")
+        service_repo.tag(tag)
+    service_repo.commit("work before 100")
+    service_repo.tag("100")
+    service_repo.commit(
+        "bug 1900001: fix the crash list", author=("Zoë Ångström", "zoe@example.com")
+    )
+    service_repo.merge_branch("feature", ["bug-1900002: add a field", "Update docs"])
+    service_repo.push()
+    return service_repo
+
+
+def test_integer_tags_previous_next_and_exactly_the_new_commits(invoke, tagged_repo):
+    plan = prepare_json(invoke, tagged_repo, "--offline")
+    assert plan["previous_tag"] == "100"
+    assert plan["next_tag"] == "101"
+    assert plan["head"] == tagged_repo.head()
+    assert [c["summary"] for c in plan["commits"]] == [
+        "bug 1900001: fix the crash list",
+        "bug-1900002: add a field",
+        "Update docs",
+    ]
+    assert plan["commits"][0]["author"] == "Zoë Ångström"
+    assert plan["commits"][0]["bugs"] == [1900001]
+    assert plan["bugs"] == [1900001, 1900002]
+    assert plan["compare_url"] == (
+        f"https://github.com/mozilla-services/socorro/compare/100...{plan['head']}"
+    )
+    assert plan["summary"] == "socorro deploy: 101"
+    description = plan["description"]
+    for commit in plan["commits"]:
+        assert f"`{commit['sha'][:7]}`: {commit['summary']} ({commit['author']})" in description
+    assert "https://bugzilla.mozilla.org/show_bug.cgi?id=1900001" in description
+    assert plan["compare_url"] in description
+    assert "invoke deploy.tag 101" in description
+
+
+def test_online_run_fetches_and_agrees_with_remote(invoke, tagged_repo):
+    plan = prepare_json(invoke, tagged_repo)
+    assert plan["next_tag"] == "101"
+
+
+def test_date_tags_give_today_then_suffix(invoke, service_repo):
+    today = datetime.date.today().strftime("%Y.%m.%d")
+    env = {"INVOKE_DEPLOY_TAG_SCHEME": "date", "INVOKE_DEPLOY_TAG_PREFIX": "v"}
+    service_repo.tag("v2020.01.01")
+    service_repo.commit("bug 5: something")
+    plan = prepare_json(invoke, service_repo, "--offline", extra_env=env)
+    assert (plan["previous_tag"], plan["next_tag"]) == ("v2020.01.01", f"v{today}")
+    service_repo.tag(f"v{today}")
+    service_repo.commit("bug 6: more")
+    plan = prepare_json(invoke, service_repo, "--offline", extra_env=env)
+    assert (plan["previous_tag"], plan["next_tag"]) == (f"v{today}", f"v{today}-2")
+    assert [c["bugs"] for c in plan["commits"]] == [[6]]
+
+
+def test_first_deploy_lists_every_commit(invoke, service_repo):
+    service_repo.commit("second")
+    plan = prepare_json(invoke, service_repo, "--offline")
+    assert plan["previous_tag"] is None
+    assert plan["next_tag"] == "1"
+    assert [c["summary"] for c in plan["commits"]] == ["Initial commit", "second"]
+    assert "/commits/" in plan["compare_url"]
+
+
+def test_thousands_of_commits_fit_the_bugzilla_limit(invoke, service_repo):
+    service_repo.tag("7")
+    service_repo.many_commits(3000, message="bug {n}: change number {n} with a long enough summary")
+    plan = prepare_json(invoke, service_repo, "--offline")
+    assert len(plan["commits"]) == 3000
+    assert plan["bugs"][:3] == [1, 2, 3] and len(plan["bugs"]) == 3000
+    assert len(plan["description"]) <= 65535
+    assert "more (too many for one Bugzilla comment" in plan["description"]
+
+
+def test_nothing_to_deploy_says_so_and_exits_0(invoke, service_repo):
+    service_repo.tag("5")
+    result = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline")
+    assert result.returncode == 0
+    assert "nothing to deploy" in result.stderr
+    assert result.stdout == ""
+
+
+def test_since_and_head_override_the_range(invoke, tagged_repo):
+    first = tagged_repo.git("log", "--format=%H", "-n", "1", "--grep", "fix the crash list")
+    plan = prepare_json(invoke, tagged_repo, "--offline", "--since", "99", "--head", first)
+    assert plan["previous_tag"] == "99"
+    assert plan["next_tag"] == "101"  # never reuses an existing tag number
+    assert plan["head"] == first
+    assert [c["summary"] for c in plan["commits"]] == [
+        "work before 100",
+        "bug 1900001: fix the crash list",
+    ]
+
+
+def test_without_api_key_prints_text_and_prefilled_link(invoke, tagged_repo):
+    result = invoke("deploy.prepare", "--repo", str(tagged_repo.path), "--offline")
+    assert result.returncode == 0, result.stderr
+    assert "socorro deploy: 101" in result.stdout
+    link = result.stdout.split("file it here (prefilled): ", 1)[1].strip()
+    query = parse_qs(urlsplit(link).query)
+    assert link.startswith("https://bugzilla.mozilla.org/enter_bug.cgi?")
+    assert query["product"] == ["Socorro"] and query["component"] == ["Infra"]
+    assert query["short_desc"] == ["socorro deploy: 101"]
+    assert query["bug_type"] == ["task"] and query["priority"] == ["P2"]
+    assert "bug 1900001: fix the crash list" in query["comment"][0]
+
+
+def test_file_bug_without_api_key_prints_and_exits_0(invoke, tagged_repo):
+    result = invoke("deploy.prepare", "--repo", str(tagged_repo.path), "--offline", "--file-bug")
+    assert result.returncode == 0, result.stderr
+    assert "no Bugzilla API key" in result.stderr
+    assert "enter_bug.cgi?" in result.stdout
+
+
+# --- refusals: one line, non-zero exit, nothing on stdout ---------------------------------
+
+
+def test_not_a_git_repository(invoke, tmp_path):
+    (tmp_path / "plain").mkdir()
+    assert "is not a git repository" in fail(invoke, tmp_path / "plain")
+
+
+def test_repository_path_missing(invoke, tmp_path):
+    assert "does not exist" in fail(invoke, tmp_path / "nowhere")
+
+
+def test_main_branch_missing(invoke, service_repo):
+    line = fail(invoke, service_repo.path, extra_env={"INVOKE_DEPLOY_MAIN_BRANCH": "trunk"})
+    assert "branch 'trunk' does not exist" in line
+
+
+def test_dirty_tree_lists_what_is_dirty(invoke, service_repo):
+    (service_repo.path / "changes.txt").write_text("edited\n")
+    (service_repo.path / "new-file.py").write_text("x\n")
+    line = fail(invoke, service_repo.path, "--offline")
+    assert "not clean" in line and "changes.txt" in line and "new-file.py" in line
+
+
+def test_ahead_of_remote(invoke, service_repo):
+    service_repo.commit("local only")
+    line = fail(invoke, service_repo.path)
+    assert "1 commit(s) ahead of origin/main" in line and "git push origin main" in line
+
+
+def test_behind_remote(invoke, service_repo, tmp_path):
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "--quiet", str(service_repo.remote_path), str(other))
+    (other / "f.txt").write_text("x")
+    git(other, "add", "f.txt")
+    git(other, "commit", "--quiet", "-m", "pushed by someone else")
+    git(other, "push", "--quiet", "origin", "main")
+    line = fail(invoke, service_repo.path)
+    assert "behind origin/main" in line and "git pull --ff-only origin main" in line
+
+
+def test_diverged_from_remote(invoke, service_repo, tmp_path):
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "--quiet", str(service_repo.remote_path), str(other))
+    (other / "f.txt").write_text("x")
+    git(other, "add", "f.txt")
+    git(other, "commit", "--quiet", "-m", "theirs")
+    git(other, "push", "--quiet", "origin", "main")
+    service_repo.commit("ours")
+    assert "have diverged" in fail(invoke, service_repo.path)
+
+
+def test_fetch_failure_suggests_offline(invoke, service_repo):
+    service_repo.git("remote", "set-url", "origin", str(service_repo.path.parent / "gone.git"))
+    line = fail(invoke, service_repo.path)
+    assert "could not fetch" in line and "--offline" in line
+
+
+def test_since_tag_that_does_not_exist(invoke, tagged_repo):
+    assert "--since tag '42' does not exist" in fail(
+        invoke, tagged_repo.path, "--offline", "--since", "42"
+    )
+
+
+def test_head_not_descendant_of_previous_tag(invoke, tagged_repo):
+    old = tagged_repo.git("rev-list", "-n", "1", "98")
+    line = fail(invoke, tagged_repo.path, "--offline", "--head", old)
+    assert "is not a descendant of the previous deploy tag 100" in line
+
+
+def test_unknown_head(invoke, tagged_repo):
+    assert "is not a commit" in fail(invoke, tagged_repo.path, "--offline", "--head", "nope")
+
+
+def test_bad_priority(invoke, tagged_repo):
+    assert "--priority must be P1 or P2" in fail(invoke, tagged_repo.path, "--priority", "P9")
+
+
+def test_template_syntax_error_names_file_and_line(invoke, tagged_repo, tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "deploy_bug_description.md.j2").write_text("line one\n{% if %}\n")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert f"{custom / 'deploy_bug_description.md.j2'}, line 2" in line
+
+
+def test_user_template_overrides_the_default(invoke, tagged_repo, tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "deploy_bug_summary.txt.j2").write_text("[deploy] {{ project }} {{ next_tag }}\n")
+    plan = prepare_json(
+        invoke, tagged_repo, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert plan["summary"] == "[deploy] socorro 101"
+
+
+def test_bad_tag_scheme_in_config(invoke, tagged_repo):
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_DEPLOY_TAG_SCHEME": "semver"}
+    )
+    assert "deploy.tag_scheme must be one of integer, date" in line

@@ -1,0 +1,253 @@
+"""`invoke deploy.prepare --file-bug / --needinfo` on the fake Bugzilla (BMO and upstream 5.0)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fake_bugzilla import RELENG, SEED_USERS, FakeBugzilla
+from tests.gitrepos import ServiceRepo
+
+KEY = SEED_USERS[RELENG]
+ENGINEER = "engineer@mozilla.com"
+
+
+def bz_env(server: FakeBugzilla, key: str | None = KEY) -> dict[str, str]:
+    env = {"INVOKE_BUGZILLA_URL": server.url}
+    if server.mode == "upstream":
+        env["INVOKE_BUGZILLA_USER"] = RELENG  # upstream has no /whoami
+    if key is not None:
+        env["BUGZILLA_API_KEY"] = key
+    return env
+
+
+def run(invoke, repo: ServiceRepo, server: FakeBugzilla, *args: str, key: str | None = KEY):
+    return invoke("deploy.prepare", "--repo", str(repo.path), *args, extra_env=bz_env(server, key))
+
+
+def no_secret_anywhere(server: FakeBugzilla, *outputs: str) -> None:
+    for text in outputs:
+        assert KEY not in text
+    for entry in server.journal:
+        assert KEY not in json.dumps(entry.__dict__, default=str)
+
+
+@pytest.fixture
+def deploy_repo(service_repo: ServiceRepo, bugzilla_server: FakeBugzilla) -> ServiceRepo:
+    """Tag 100 then two commits naming bugs that exist on the fake server."""
+    service_repo.tag("100")
+    first = bugzilla_server.add_bug(
+        product="Socorro", component="General", summary="crash list", assigned_to=ENGINEER
+    )
+    second = bugzilla_server.add_bug(
+        product="Socorro", component="General", summary="my own work", assigned_to=RELENG
+    )
+    service_repo.commit(f"bug {first}: fix the crash list")
+    service_repo.commit(f"bug-{second}: something the deployer did")
+    service_repo.push()
+    service_repo.bugs = (first, second)
+    if bugzilla_server.mode == "upstream":
+        bugzilla_server.priorities += ["P1", "P2", "P3", "P4", "P5"]  # added by the admin
+    return service_repo
+
+
+def test_file_bug_creates_it_with_the_right_fields_then_reuses_it(
+    invoke, deploy_repo, bugzilla_server
+):
+    result = run(invoke, deploy_repo, bugzilla_server, "--file-bug", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    bug = bugzilla_server.bug(plan["bug_id"])
+    assert bug["summary"] == "socorro deploy: 101"
+    assert (bug["product"], bug["component"], bug["priority"]) == ("Socorro", "Infra", "P2")
+    assert bug["assigned_to"] == RELENG
+    assert bug["status"] in ("NEW", "CONFIRMED", "UNCONFIRMED")
+    if bugzilla_server.mode == "bmo":
+        assert bug["type"] == "task"
+    else:
+        assert "type" not in bug or not bug["type"]
+        assert bug["version"] == "unspecified"
+    description = bugzilla_server.comments(plan["bug_id"])[0]["text"]
+    assert description == plan["description"]
+    assert f"bug {deploy_repo.bugs[0]}: fix the crash list" in description
+    assert plan["bug_url"].endswith(f"/show_bug.cgi?id={plan['bug_id']}")
+    creates = [e for e in bugzilla_server.journal if e.method == "POST" and e.path == "/rest/bug"]
+    assert len(creates) == 1
+
+    again = run(invoke, deploy_repo, bugzilla_server, "--file-bug")
+    assert again.returncode == 0, again.stderr
+    assert f"bug {plan['bug_id']} already has the summary" in again.stderr
+    assert f"deploy bug (reused): {plan['bug_url']}" in again.stdout
+    creates = [e for e in bugzilla_server.journal if e.method == "POST" and e.path == "/rest/bug"]
+    assert len(creates) == 1
+    no_secret_anywhere(bugzilla_server, result.stdout, result.stderr, again.stdout, again.stderr)
+
+
+def test_key_goes_by_header_on_bmo_and_by_parameter_on_upstream(
+    invoke, deploy_repo, bugzilla_server
+):
+    result = run(invoke, deploy_repo, bugzilla_server, "--file-bug")
+    assert result.returncode == 0, result.stderr
+    writes = [e for e in bugzilla_server.journal if e.method in ("POST", "PUT")]
+    forms = {e.auth for e in writes}
+    if bugzilla_server.mode == "bmo":
+        assert forms == {"header"}
+        assert not any(e.key_in_url for e in bugzilla_server.journal)
+    else:
+        assert forms == {"query:Bugzilla_api_key"}
+
+
+def test_upstream_without_bugzilla_user_leaves_the_default_assignee(
+    invoke, deploy_repo, fake_bugzilla_upstream
+):
+    fake_bugzilla_upstream.priorities += ["P2"]
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(deploy_repo.path),
+        "--file-bug",
+        "--json",
+        extra_env={"INVOKE_BUGZILLA_URL": fake_bugzilla_upstream.url, "BUGZILLA_API_KEY": KEY},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "set bugzilla.user or pass --assignee" in result.stderr
+    bug = fake_bugzilla_upstream.bug(json.loads(result.stdout)["bug_id"])
+    assert bug["assigned_to"] == "nobody@mozilla.org"
+
+
+def test_priority_and_assignee_options(invoke, deploy_repo, bugzilla_server):
+    result = run(
+        invoke,
+        deploy_repo,
+        bugzilla_server,
+        "--file-bug",
+        "--json",
+        "--priority",
+        "P1",
+        "--assignee",
+        ENGINEER,
+    )
+    assert result.returncode == 0, result.stderr
+    bug = bugzilla_server.bug(json.loads(result.stdout)["bug_id"])
+    assert (bug["priority"], bug["assigned_to"]) == ("P1", ENGINEER)
+
+
+def test_needinfo_asks_the_assignees_once_excluding_the_deployer(
+    invoke, deploy_repo, bugzilla_server
+):
+    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["needinfo"] == [ENGINEER]
+    assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
+    comment = bugzilla_server.comments(plan["bug_id"])[-1]["text"]
+    assert f"{ENGINEER}: bug {deploy_repo.bugs[0]}" in comment
+    assert RELENG not in comment
+
+    again = run(invoke, deploy_repo, bugzilla_server, "--needinfo")
+    assert again.returncode == 0, again.stderr
+    assert "nobody to needinfo" in again.stderr
+    assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
+    assert len(bugzilla_server.comments(plan["bug_id"])) == 2
+
+
+def test_second_needinfo_does_not_overwrite_the_first(invoke, deploy_repo, bugzilla_server):
+    plan = json.loads(run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json").stdout)
+    other = "dev2@mozilla.com"
+    bugzilla_server.add_user(other)
+    third = bugzilla_server.add_bug(
+        product="Socorro", component="General", summary="more", assigned_to=other
+    )
+    deploy_repo.git("tag", "-d", "100")  # keep the same next tag: 101
+    deploy_repo.tag("100", "HEAD~2")
+    deploy_repo.commit(f"bug {third}: another change")
+    deploy_repo.push()
+    # The summary is the same (101), so the bug is reused and only the new person is asked.
+    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["needinfo"] == [other]
+    assert sorted(bugzilla_server.needinfos(plan["bug_id"])) == sorted([ENGINEER, other])
+
+
+# --- refusals: one line, non-zero, nothing filed -------------------------------------------
+
+
+def refused(invoke, repo, server, *args, key=KEY) -> str:
+    result = run(invoke, repo, server, *args, key=key)
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert all(b["summary"] != "socorro deploy: 101" for b in server.bugs.values())
+    if key:
+        assert key not in result.stderr + result.stdout
+    return lines[0]
+
+
+def test_bugzilla_unreachable(invoke, deploy_repo, bugzilla_server):
+    bugzilla_server.stop()
+    line = refused(invoke, deploy_repo, bugzilla_server, "--file-bug")
+    assert "cannot reach Bugzilla" in line
+
+
+def test_invalid_api_key(invoke, deploy_repo, bugzilla_server):
+    line = refused(invoke, deploy_repo, bugzilla_server, "--file-bug", key="not-a-real-key-123")
+    assert "invalid" in line and "306" in line
+
+
+def test_unknown_product(invoke, deploy_repo, bugzilla_server):
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(deploy_repo.path),
+        "--file-bug",
+        extra_env={**bz_env(bugzilla_server), "INVOKE_BUGZILLA_PRODUCT": "Nope"},
+    )
+    assert result.returncode != 0
+    assert "Nope" in result.stderr and "Traceback" not in result.stderr
+    assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1
+
+
+def test_unknown_component(invoke, deploy_repo, bugzilla_server):
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(deploy_repo.path),
+        "--file-bug",
+        extra_env={**bz_env(bugzilla_server), "INVOKE_BUGZILLA_COMPONENT": "Nowhere"},
+    )
+    assert result.returncode != 0
+    assert "Nowhere" in result.stderr and "Traceback" not in result.stderr
+    assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1
+    assert not bugzilla_server.bugs or all(
+        b["summary"] != "socorro deploy: 101" for b in bugzilla_server.bugs.values()
+    )
+
+
+def test_unknown_assignee(invoke, deploy_repo, bugzilla_server):
+    line = refused(
+        invoke, deploy_repo, bugzilla_server, "--file-bug", "--assignee", "who@nowhere.test"
+    )
+    assert "who@nowhere.test" in line
+
+
+def test_server_error_500(invoke, deploy_repo, bugzilla_server):
+    bugzilla_server.add_fault("/rest/bug", method="POST", status=500)
+    line = refused(invoke, deploy_repo, bugzilla_server, "--file-bug")
+    assert "500" in line
+
+
+def test_dry_run_files_nothing_and_shows_the_request(invoke, deploy_repo, bugzilla_server):
+    result = invoke(
+        "--dry",
+        "deploy.prepare",
+        "--repo",
+        str(deploy_repo.path),
+        "--file-bug",
+        extra_env=bz_env(bugzilla_server),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "POST" in result.stderr and "socorro deploy: 101" in result.stderr
+    assert not [e for e in bugzilla_server.journal if e.method in ("POST", "PUT")]
+    assert KEY not in result.stderr + result.stdout
