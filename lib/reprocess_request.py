@@ -32,13 +32,16 @@ def pinned_url(url: str, product: list[str], start: str, end: str) -> str:
     """The search URL with the product and dates that were assumed made explicit, so that the
     same crashes are found when the request is handled days later."""
     parts = urlsplit(url.strip())
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    keys = {key for key, _ in query}
+    keys = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    added: list[tuple[str, str]] = []
     if "product" not in keys:
-        query += [("product", value) for value in product]
+        added += [("product", value) for value in product]
     if "date" not in keys:
-        query += [("date", f">={start}"), ("date", f"<{end}")]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+        added += [("date", f">={start}"), ("date", f"<{end}")]
+    if not added:
+        return url.strip()
+    query = "&".join(part for part in (parts.query, urlencode(added)) if part)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def summary_for(reason: str) -> str:
