@@ -222,7 +222,14 @@ def main() -> None:
         help="ids crashstats-tools sends with its default --sleep 1 against the rate-limited "
         "server (its rate does not depend on the count; 20000 takes ~7 minutes)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["plain", "limited", "fetch", "million"],
+        help="run only these scenarios (repeatable); default: all",
+    )
     args = parser.parse_args()
+    only = set(args.only or ["plain", "limited", "fetch", "million"])
     OUT.mkdir(parents=True, exist_ok=True)
     ref_bin = ensure_reference()
     work = Path(tempfile.mkdtemp(prefix="bench-crashes-"))
@@ -233,9 +240,24 @@ def main() -> None:
     ids_file = write_ids(work / "ids.txt", [c.uuid for c in crashes[:many]])
     rows = []
 
-    print(f"1. reprocess {many:,} ids, no sleep ...", file=sys.stderr)
-    rows.append(reprocess_pair("reprocess, no sleep", ids_file, many, env, ref_bin, {}))
+    if "plain" in only:
+        print(f"1. reprocess {many:,} ids, no sleep ...", file=sys.stderr)
+        rows.append(reprocess_pair("reprocess, no sleep", ids_file, many, env, ref_bin, {}))
+    if "limited" in only:
+        rows.extend(limited_rows(args, crashes, ids_file, many, env, ref_bin, work))
+    if "fetch" in only:
+        for num in (10_000, 50_000) if not args.quick else (10_000, 25_000):
+            print(f"3. fetch-ids --num {num:,} ...", file=sys.stderr)
+            rows.append(fetch_pair(f"fetch {num:,}", num, env, ref_bin, crashes))
+    if "million" in only and not args.quick:
+        print("4. reprocess 1,000,000 ids (peak memory) ...", file=sys.stderr)
+        million = write_ids(work / "million.txt", synthetic_ids(1_000_000))
+        rows.append(reprocess_pair("reprocess 1,000,000 ids", million, 1_000_000, env, ref_bin, {}))
+    report(rows)
 
+
+def limited_rows(args, crashes, ids_file, many, env, ref_bin, work) -> list[dict]:
+    rows = []
     print(f"2. reprocess {many:,} ids against 600 requests/minute ...", file=sys.stderr)
     limited = {"rate_per_minute": 600, "burst": 10}
     row = reprocess_pair("reprocess, 600 req/min, sleep 0", ids_file, many, env, ref_bin, limited)
@@ -255,16 +277,10 @@ def main() -> None:
         ref_sleep=1,
     )
     rows.append(sleep_row)
+    return rows
 
-    for num in (10_000, 50_000) if not args.quick else (10_000, 25_000):
-        print(f"3. fetch-ids --num {num:,} ...", file=sys.stderr)
-        rows.append(fetch_pair(f"fetch {num:,}", num, env, ref_bin, crashes))
 
-    if not args.quick:
-        print("4. reprocess 1,000,000 ids (peak memory) ...", file=sys.stderr)
-        million = write_ids(work / "million.txt", synthetic_ids(1_000_000))
-        rows.append(reprocess_pair("reprocess 1,000,000 ids", million, 1_000_000, env, ref_bin, {}))
-
+def report(rows: list[dict]) -> None:
     (OUT / "results.json").write_text(json.dumps(rows, indent=2))
     print()
     for row in rows:

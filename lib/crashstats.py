@@ -212,8 +212,9 @@ class CrashStatsClient:
             if attempt == self.policy.max_attempts:
                 break
             if retry_after is not None:
-                # Honour the server; a little jitter keeps parallel clients apart.
-                delay = retry_after + self.rng.uniform(0, min(0.05 * retry_after, 1.0))
+                # Honour the server, plus a little jitter (at most 1%, 0.25 s) so parallel
+                # clients do not return in lockstep, without wasting the allowed rate.
+                delay = retry_after + self.rng.uniform(0, min(0.01 * retry_after, 0.25))
             else:
                 delay = self.policy.backoff(attempt, self.rng)
             if waited + delay > self.policy.max_wait:

@@ -71,9 +71,9 @@ def test_429_honours_retry_after(crashstats):
     client.sleep = lambda seconds: (sleeps.append(seconds), time.sleep(seconds))
     for _ in range(3):
         assert client.post("/api/Reprocessing/", [("crash_ids", ID)]) is True
-    # Requests 2 and 3 were refused with Retry-After ~0.1 and waited that long (plus <5%).
+    # Requests 2 and 3 were refused with Retry-After ~0.1 and waited that long (plus <1%).
     assert crashstats.rate_limited >= 2
-    assert sleeps and all(0.0 < s <= 0.11 for s in sleeps)
+    assert sleeps and all(0.0 < s <= 0.102 for s in sleeps)
     assert crashstats.accepted[ID] == 3
 
 
