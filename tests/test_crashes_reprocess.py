@@ -383,3 +383,65 @@ print(plan.stats.distinct, plan.stats.duplicates, chunks,
     distinct, duplicates, chunks, peak_kib = map(int, result.stdout.split())
     assert (distinct, duplicates, chunks) == (1_000_000, 100_000, 20_000)
     assert peak_kib < 80 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+def test_progress_bar_on_a_terminal(crashstats, crashstats_env, env):
+    """With stderr on a terminal, rich draws a bar with the count, rate and ETA."""
+    import pty
+
+    ids = ids_of(crashstats, 100)
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(PROJECT_ROOT),
+            "crashes.reprocess",
+            "--host",
+            crashstats.url,
+            "--chunk-size",
+            "10",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**env, **crashstats_env, "COLUMNS": "120", "TERM": "xterm"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    process.stdin.write(("\n".join(ids) + "\n").encode())
+    process.stdin.close()
+    output = b""
+    while True:  # read until the child closes the terminal (bounded by the child's lifetime)
+        try:
+            data = os.read(controller, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        output += data
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = output.decode("utf-8", "replace")
+    assert "100/100" in text and "ids/s" in text and "ETA" in text
+    assert "reprocess: " not in text  # no plain progress lines on a terminal
+    assert "summary: 100 ids sent and accepted in 10 chunks" in text
+    assert set(crashstats.accepted) == set(ids)
+
+
+def test_journal_option_puts_the_journal_where_asked(invoke, crashstats, crashstats_env, tmp_path):
+    ids = ids_of(crashstats, 100)
+    journal = tmp_path / "state" / "run.journal"
+    crashstats.reject_ids = {ids[70]}
+    args = ("--journal", str(journal), "--chunk-size", "50")
+    result = reprocess(invoke, crashstats, crashstats_env, *args, input="\n".join(ids))
+    assert result.returncode == 1 and journal.exists()
+    assert str(journal) in result.stderr
+    crashstats.reject_ids = set()
+    result = reprocess(invoke, crashstats, crashstats_env, *args, input="\n".join(ids))
+    assert result.returncode == 0, result.stderr
+    assert "50 of 100 ids were accepted" in result.stderr
+    assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
+    assert not journal.exists()

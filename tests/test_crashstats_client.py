@@ -119,3 +119,18 @@ def test_missing_token_says_where(tmp_path, monkeypatch):
     message = str(error.value)
     assert "SOCORRO_REPROCESS_API_TOKEN" in message and str(tmp_path / "my.env") in message
     assert "crashes.env_file" in message
+
+
+def test_timeouts_are_retried(crashstats):
+    crashstats.fault_rate = 1.0
+    crashstats.fault_kinds = ("slow",)
+    crashstats.slow_seconds = 1.0
+    client, sleeps = make_client(crashstats, timeout=0.2)
+
+    def heal(seconds):  # the server recovers after the first timeout
+        sleeps.append(seconds)
+        crashstats.fault_rate = 0.0
+
+    client.sleep = heal
+    assert client.post("/api/Reprocessing/", [("crash_ids", ID)]) is True
+    assert client.retries == 1 and crashstats.faults_injected["slow"] == 1
