@@ -289,6 +289,12 @@ def test_progress_lines_and_summary_on_stderr(invoke, crashstats, crashstats_env
     assert "summary: 200 ids sent and accepted in 4 chunks; 200/200 done" in result.stderr
 
 
+def _default_sigint():
+    # A shell without job control starts background jobs with SIGINT ignored, and children
+    # inherit that; give the client the default handler so Ctrl-C (SIGINT) means KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _popen(args, env, stdin=None, stdout=subprocess.DEVNULL):
     return subprocess.Popen(
         [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), *args],
@@ -298,6 +304,7 @@ def _popen(args, env, stdin=None, stdout=subprocess.DEVNULL):
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
