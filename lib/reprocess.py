@@ -430,6 +430,8 @@ def run(lines: Iterable[str], source: str, options: Options) -> Outcome:
         dry_run=options.dry_run,
     )
     journal = plan.journal
+    if not plan.temporary:
+        _lock(plan)
     outcome = Outcome(total=journal.total, already=journal.accepted_seq)
     if outcome.already:
         # seq values are dense (1..N), so the last accepted seq is the count accepted.
@@ -487,6 +489,27 @@ def run(lines: Iterable[str], source: str, options: Options) -> Outcome:
     plan.discard()
     info(summary(outcome, plan.stats))
     return outcome
+
+
+def _lock(plan: Plan) -> None:
+    """Hold an exclusive lock on the journal for this process's lifetime, so two runs of the
+    same input cannot send the same chunks at once. (SQLite's own locks are separate.)"""
+    import fcntl
+
+    handle = open(plan.journal.path, "rb")  # noqa: SIM115 - kept open until the process ends
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        plan.journal.close()
+        raise UserError(
+            f"another crashes.reprocess is already sending this input (journal "
+            f"{plan.journal.path}); wait for it, or stop it and rerun"
+        ) from None
+    _LOCKS.append(handle)
+
+
+_LOCKS: list[object] = []
 
 
 def _list_chunks(plan: Plan, options: Options, outcome: Outcome) -> Outcome:

@@ -452,3 +452,22 @@ def test_journal_option_puts_the_journal_where_asked(invoke, crashstats, crashst
     assert "50 of 100 ids were accepted" in result.stderr
     assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
     assert not journal.exists()
+
+
+def test_a_second_run_of_the_same_input_is_refused_while_the_first_sends(
+    invoke, crashstats, crashstats_env, env, tmp_path
+):
+    ids = ids_of(crashstats, 300)
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    crashstats.hold_request = 2
+    args = ["crashes.reprocess", "--host", crashstats.url, "--input", str(path)]
+    first = _popen(args, {**env, **crashstats_env}, stdin=subprocess.DEVNULL)
+    assert crashstats.holding.wait(timeout=60)
+    second = invoke(*args, extra_env=crashstats_env)
+    crashstats.release.set()
+    assert second.returncode == 1
+    assert "another crashes.reprocess is already sending this input" in second.stderr
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 0, stderr
+    assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
