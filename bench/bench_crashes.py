@@ -275,6 +275,7 @@ def limited_rows(args, crashes, ids_file, many, env, ref_bin, work) -> list[dict
         ref_bin,
         limited,
         ref_sleep=1,
+        tools=("crashstats-tools",),
     )
     rows.append(sleep_row)
     return rows
