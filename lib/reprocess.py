@@ -234,7 +234,19 @@ def prepare(
     key = journal_key(stats.digest, host, ruleset)
     final = journal_path or cache_dir / f"reprocess-{key}.sqlite"
     if final.exists() and not restart:
-        existing = Journal(final)
+        try:
+            existing = Journal(final)
+            journal_version = existing.get("version")
+        except sqlite3.DatabaseError:
+            journal_version = None
+        if journal_version != _JOURNAL_VERSION:
+            spooled.close()
+            _unlink_sqlite(temp_path)
+            if spool_dir:
+                _remove_dir(spool_dir)
+            raise UserError(
+                f"{final} is not a journal of crashes.reprocess; choose another --journal"
+            )
         mismatch = [
             name
             for name, value in (("input", stats.digest), ("host", host), ("ruleset", ruleset))

@@ -471,3 +471,13 @@ def test_a_second_run_of_the_same_input_is_refused_while_the_first_sends(
     _, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stderr
     assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
+
+
+def test_journal_that_is_not_a_journal_is_refused(invoke, crashstats, crashstats_env, tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("precious notes\n")
+    result = reprocess(
+        invoke, crashstats, crashstats_env, "--crash-id", ID, "--journal", str(other)
+    )
+    assert result.returncode == 1 and "is not a journal of crashes.reprocess" in result.stderr
+    assert other.read_text() == "precious notes\n" and crashstats.reprocess_requests == 0
