@@ -233,13 +233,8 @@ def prepare(
 
     key = journal_key(stats.digest, host, ruleset)
     final = journal_path or cache_dir / f"reprocess-{key}.sqlite"
-    if final.exists() and not restart:
-        try:
-            existing = Journal(final)
-            journal_version = existing.get("version")
-        except sqlite3.DatabaseError:
-            journal_version = None
-        if journal_version != _JOURNAL_VERSION:
+    if final.exists():
+        if _journal_version(final) != _JOURNAL_VERSION:
             spooled.close()
             _unlink_sqlite(temp_path)
             if spool_dir:
@@ -247,6 +242,8 @@ def prepare(
             raise UserError(
                 f"{final} is not a journal of crashes.reprocess; choose another --journal"
             )
+    if final.exists() and not restart:
+        existing = Journal(final)
         mismatch = [
             name
             for name, value in (("input", stats.digest), ("host", host), ("ruleset", ruleset))
@@ -285,6 +282,21 @@ def prepare(
     os.replace(temp_path, final)
     _unlink_sqlite(temp_path)
     return Plan(Journal(final), stats, resumed=False)
+
+
+def _journal_version(path: Path) -> str | None:
+    """The version recorded in a journal, read without changing the file; None if not one."""
+    from urllib.parse import quote
+
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
 
 
 def _remove_dir(path: Path) -> None:

@@ -481,3 +481,14 @@ def test_journal_that_is_not_a_journal_is_refused(invoke, crashstats, crashstats
     )
     assert result.returncode == 1 and "is not a journal of crashes.reprocess" in result.stderr
     assert other.read_text() == "precious notes\n" and crashstats.reprocess_requests == 0
+
+
+def test_restart_never_replaces_a_file_that_is_not_a_journal(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    other = tmp_path / "empty.db"
+    other.write_bytes(b"")
+    args = ("--crash-id", ID, "--journal", str(other), "--restart")
+    result = reprocess(invoke, crashstats, crashstats_env, *args)
+    assert result.returncode == 1 and "is not a journal of crashes.reprocess" in result.stderr
+    assert other.read_bytes() == b"" and crashstats.reprocess_requests == 0
