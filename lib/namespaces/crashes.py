@@ -40,7 +40,10 @@ def _progress_on_terminal():
         return False
 
 
+# Long flags only: automatic short flags would give `-h` to --host/--chunk-size, which reads
+# like Invoke's own -h (help).
 @task(
+    auto_shortflags=False,
     iterable=["crash_id"],
     help={
         "crash_id": "One crash id (bare, bp-<id> or a report URL); repeat for a few more.",
@@ -123,6 +126,7 @@ def reprocess(
 
 
 @task(
+    auto_shortflags=False,
     help={
         "signature": "Exact signature to match.",
         "signature_contains": "Text the signature contains.",
@@ -168,6 +172,7 @@ def fetch_ids(
 
 
 @task(
+    auto_shortflags=False,
     help={
         "url": "The Crash Stats search URL of the crashes to reprocess.",
         "reason": "Why they need reprocessing (goes into the bug's summary and text).",
