@@ -47,10 +47,10 @@ def _progress_on_terminal():
     iterable=["crash_id"],
     help={
         "crash_id": "One crash id (bare, bp-<id> or a report URL); repeat for a few more.",
-        "input": "File of crash ids, one per line ('-' for stdin). Without it and without "
-        "--crash-id, ids are read from stdin when it is not a terminal.",
-        "journal": "Journal file recording accepted chunks (default: beside --input as "
-        "<file>.reprocess-journal; for stdin, keyed by its content in crashes.cache_dir).",
+        "input": "File of crash ids, one per line ('-' means stdin). With no ids given at all, "
+        "they are read from stdin when it is not a terminal.",
+        "journal": "Journal file recording accepted chunks (default: <file>.reprocess-journal "
+        "beside the input file; for stdin, a file keyed by its content in crashes.cache_dir).",
         "ruleset": "Processor ruleset: default or regenerate_signature (sends <id>:<ruleset>).",
         "chunk_size": "Ids per request (default: crashes.chunk_size, 50).",
         "sleep": "Seconds to sleep between chunks (default: crashes.sleep, 1).",
