@@ -233,3 +233,23 @@ def test_parse_num():
     assert parse_num(None) == 100 and parse_num("all") is None and parse_num("10,000") == 10_000
     with pytest.raises(UserError):
         parse_num("-5")
+
+
+def test_rejected_token_is_a_one_line_error(invoke, crashstats, crashstats_env):
+    env = dict(crashstats_env, SOCORRO_REPROCESS_API_TOKEN="not-a-known-token")
+    result = fetch(invoke, crashstats, env, "--num", "5", *WINDOW)
+    assert result.returncode == 1
+    assert "Super Search refused the token (HTTP 403: Invalid API token)" in result.stderr
+    assert "not-a-known-token" not in result.stderr + result.stdout
+
+
+def test_rate_limited_search_is_waited_out(invoke, crashstats, crashstats_env):
+    crashstats.rate_per_minute = 600  # 10/s, one at a time: the 2nd page is refused once
+    crashstats.burst = 1
+    crashstats.retry_after_whole_seconds = False
+    result = fetch(
+        invoke, crashstats, crashstats_env, "--signature", SIGNATURE, "--num", "all", *WINDOW
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == expected(crashstats)
+    assert crashstats.rate_limited > 0

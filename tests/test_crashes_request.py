@@ -108,3 +108,17 @@ def test_dry_run_files_nothing(invoke, crashstats, fake_bugzilla):
     assert "dry run: would file in Socorro :: General" in result.stderr
     assert "Reason: why" in result.stdout
     assert len(fake_bugzilla.writes()) == writes
+
+
+def test_summary_is_cut_to_bugzillas_limit_and_url_pinning():
+    from lib.reprocess_request import pinned_url, summary_for
+
+    long_reason = "word " * 100
+    summary = summary_for(long_reason)
+    assert len(summary) <= 255 and summary.startswith("reprocess request: word word")
+    url = "https://cs/search/?signature=%3Dx"
+    pinned = pinned_url(url, ["Firefox"], "2026-11-01", "2026-11-02")
+    assert pinned.startswith(url + "&")
+    assert "product=Firefox" in pinned and "date=%3E%3D2026-11-01" in pinned
+    full = "https://cs/search/?product=Fenix&date=%3E%3D2026-10-01"
+    assert pinned_url(full, ["Fenix"], "a", "b") == full
