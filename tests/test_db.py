@@ -1,0 +1,451 @@
+"""db.connect and db.url against a real PostgreSQL 15 started by the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lib import database as devdb
+from tests.conftest import PROJECT_ROOT
+from tests.pg_server import pg_server  # noqa: F401  (the session fixture)
+
+
+def _config(tmp_path: Path, server, **overrides) -> Path:
+    """A runtime config file (invoke -f) pointing db.* at the test server."""
+    values = {
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "password": server.password,
+        "database": server.database,
+    }
+    values.update(overrides)
+    path = tmp_path / "db.yaml"
+    lines = ["db:"] + [
+        f"  {k}: {v!r}" if isinstance(v, str) else f"  {k}: {v}" for k, v in values.items()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_select_1_prints_1_and_exits_0(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server)
+    result = invoke("-f", str(cfg), "db.connect", "--command", "select 1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:4] == ["?column?", "----------", "1", "(1"]
+    assert pg_server.password not in result.stdout + result.stderr
+
+
+def test_password_from_invoke_env_override_and_raw_output(invoke, pg_server):  # noqa: F811
+    result = invoke(
+        "db.connect",
+        "--raw",
+        "--command",
+        "select current_database() || ' ' || current_user",
+        extra_env={
+            "INVOKE_DB_HOST": pg_server.host,
+            "INVOKE_DB_PORT": str(pg_server.port),
+            "INVOKE_DB_PASSWORD": pg_server.password,
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "breakpad postgres\n"
+
+
+def test_flags_override_config(invoke, pg_server, tmp_path):  # noqa: F811
+    if "other_db" not in pg_server.psql("select datname from pg_database").split():
+        pg_server.psql('CREATE DATABASE "other_db"')
+    cfg = _config(tmp_path, pg_server, host="db.invalid", port=1, database="nope")
+    result = invoke(
+        "-f",
+        str(cfg),
+        "db.connect",
+        "--host",
+        pg_server.host,
+        "--port",
+        str(pg_server.port),
+        "--database",
+        "other_db",
+        "--user",
+        "postgres",
+        "--raw",
+        "--command",
+        "select current_database()",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "other_db\n"
+
+
+def test_sql_error_exits_with_psqls_code_and_shows_psqls_message(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server)
+    result = invoke("-f", str(cfg), "db.connect", "--command", "select * from no_such_table")
+    assert result.returncode == 1
+    assert 'relation "no_such_table" does not exist' in result.stderr
+
+
+def test_writes_really_happen(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server)
+    result = invoke(
+        "-f", str(cfg), "db.connect", "--command", "create table if not exists t_written (x int)"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "t_written" in pg_server.psql("select tablename from pg_tables", database="breakpad")
+
+
+def test_nothing_listening_is_one_line_and_nonzero(invoke, tmp_path):
+    port = _closed_port()
+    result = invoke(
+        "db.connect",
+        "--command",
+        "select 1",
+        extra_env={"INVOKE_DB_HOST": "127.0.0.1", "INVOKE_DB_PORT": str(port)},
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"nothing listens on 127.0.0.1:{port}" in lines[0]
+    assert "docker compose up -d postgresql" in lines[0]
+    assert result.stdout == ""
+
+
+def test_nothing_listening_interactive_too(invoke):
+    port = _closed_port()
+    result = invoke("db.connect", "--port", str(port), "--host", "127.0.0.1")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: nothing listens on 127.0.0.1:{port}; {devdb.START_HINT}"
+    ]
+
+
+def test_wrong_password_is_its_own_line(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server, password="not-the-password")
+    result = invoke("-f", str(cfg), "db.connect", "--command", "select 1")
+    assert result.returncode == 2  # psql's exit code for a failed connection
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: wrong password for user postgres on 127.0.0.1:")
+    assert "not-the-password" not in result.stderr + result.stdout
+
+
+def test_missing_database_is_its_own_line(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server)
+    result = invoke(
+        "-f", str(cfg), "db.connect", "--database", "no_such_db", "--command", "select 1"
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: database no_such_db does not exist on 127.0.0.1:")
+
+
+def test_missing_database_interactive_is_caught_before_launch(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server, database="no_such_db")
+    result = invoke("-f", str(cfg), "db.connect", input="select 1;\n")
+    assert result.returncode == 2
+    assert "error: database no_such_db does not exist" in result.stderr.strip().splitlines()[-1]
+
+
+def test_unknown_role_is_its_own_line(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server, user="nobody_here")
+    result = invoke("-f", str(cfg), "db.connect", "--command", "select 1")
+    assert result.returncode == 2
+    # With scram, PostgreSQL answers an unknown role like a wrong password (no user probing).
+    assert result.stderr.strip().count("\n") == 0
+    assert "nobody_here" in result.stderr
+
+
+def test_missing_psql_is_its_own_line(invoke, pg_server, tmp_path):  # noqa: F811
+    cfg = _config(tmp_path, pg_server)
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    result = invoke(
+        "-f", str(cfg), "db.connect", "--command", "select 1", extra_env={"PATH": str(empty_bin)}
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: psql is not installed (not found on PATH)")
+
+
+def test_missing_pgcli_is_its_own_line(invoke, pg_server, tmp_path):  # noqa: F811
+    if shutil.which("pgcli"):
+        pytest.skip("pgcli is installed here")
+    cfg = _config(tmp_path, pg_server)
+    result = invoke("-f", str(cfg), "db.connect", "--client", "pgcli")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: pgcli is not installed (not found on PATH); " + devdb.CLIENT_INSTALL_HINTS["pgcli"]
+    ]
+
+
+def test_interactive_mode_uses_the_inherited_terminal_streams(invoke, pg_server, tmp_path):  # noqa: F811
+    """Without --command psql reads our stdin (a terminal for people; a pipe here)."""
+    cfg = _config(tmp_path, pg_server)
+    result = invoke("-f", str(cfg), "db.connect", input="select 40 + 2 as answer;\n\\q\n")
+    assert result.returncode == 0, result.stderr
+    assert "answer" in result.stdout and "42" in result.stdout
+    assert pg_server.password not in result.stdout + result.stderr
+
+
+def _scan_proc_for(secret: bytes, skip_environ_of: set[int]) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        names = ["cmdline"] if pid in skip_environ_of else ["cmdline", "environ"]
+        for name in names:
+            try:
+                data = (entry / name).read_bytes()
+            except OSError:
+                continue
+            if secret in data:
+                found.append(f"{pid}/{name}: {data[:200]!r}")
+    return found
+
+
+def _psql_children(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and comm == "psql":
+            children.append(int(entry.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_password_never_in_process_arguments_or_psql_environment(env, pg_server, tmp_path):  # noqa: F811
+    """While psql runs, no process's arguments (nor psql's environment) hold the password.
+
+    The password is handed to invoke through INVOKE_DB_PASSWORD (so only the invoke process
+    itself has it in its environment); psql must see neither it nor PGPASSWORD.
+    """
+    cfg = _config(tmp_path, pg_server, password="placeholder-not-used")
+    cfg.write_text(cfg.read_text().replace("  password: 'placeholder-not-used'\n", ""))
+    full_env = dict(env, INVOKE_DB_PASSWORD=pg_server.password, PGPASSWORD="stale-user-value")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(PROJECT_ROOT),
+            "-f",
+            str(cfg),
+            "db.connect",
+            "--command",
+            "select pg_sleep(2)",
+        ],
+        cwd=PROJECT_ROOT,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        secret = pg_server.password.encode()
+        psql_pids: list[int] = []
+        leaks: list[str] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            psql_pids = psql_pids or _psql_children(proc.pid)
+            leaks += _scan_proc_for(secret, skip_environ_of={proc.pid, os.getpid()})
+            if psql_pids:
+                for pid in psql_pids:
+                    try:
+                        environ = Path(f"/proc/{pid}/environ").read_bytes()
+                    except OSError:
+                        continue
+                    assert b"PGPASSWORD=" not in environ
+                    assert b"PGPASSFILE=" in environ
+            time.sleep(0.1)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert psql_pids, "psql was never seen running"
+    assert leaks == []
+    assert pg_server.password not in out + err
+
+
+def test_passfile_is_private_and_removed(tmp_path):
+    with devdb.passfile_environment("s3:cr\\et") as child_env:
+        path = Path(child_env["PGPASSFILE"])
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        assert path.read_text() == "*:*:*:*:s3\\:cr\\\\et\n"
+        assert "PGPASSWORD" not in child_env
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_password_with_special_characters_works(invoke, pg_server, tmp_path):  # noqa: F811
+    tricky = "p:a\\ss wo'rd@/?"
+    escaped = tricky.replace("'", "''")
+    pg_server.psql(f"CREATE ROLE tricky LOGIN PASSWORD '{escaped}'")
+    try:
+        cfg = tmp_path / "tricky.yaml"
+        cfg.write_text(
+            "db:\n"
+            f"  host: {pg_server.host}\n  port: {pg_server.port}\n  user: tricky\n"
+            f"  database: {pg_server.database}\n"
+            '  password: "p:a\\\\ss wo\'rd@/?"\n'
+        )
+        result = invoke("-f", str(cfg), "db.connect", "--raw", "--command", "select current_user")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "tricky\n"
+        url = invoke("-f", str(cfg), "db.url", "--show-password")
+        assert url.stdout.strip() == (
+            f"postgresql://tricky:p%3Aa%5Css%20wo%27rd%40%2F%3F@{pg_server.host}:"
+            f"{pg_server.port}/breakpad"
+        )
+    finally:
+        pg_server.psql("DROP ROLE tricky")
+
+
+def test_url_masks_the_password_by_default(invoke):
+    result = invoke("db.url")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "postgresql://postgres:****@localhost:8574/breakpad\n"
+    assert "aPassword" not in result.stdout + result.stderr
+
+
+def test_url_show_password_and_flags(invoke):
+    result = invoke(
+        "db.url", "--show-password", "--host", "db.example", "--port", "5432", "--database", "x"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "postgresql://postgres:aPassword@db.example:5432/x\n"
+
+
+def test_url_from_environment_override(invoke):
+    result = invoke("db.url", extra_env={"INVOKE_DB_PASSWORD": "from-env", "INVOKE_DB_PORT": "9"})
+    assert result.stdout == "postgresql://postgres:****@localhost:9/breakpad\n"
+    assert "from-env" not in result.stdout
+
+
+def test_bad_inputs_are_one_line_errors(invoke):
+    for args, message in [
+        (["db.connect", "--port", "abc", "--command", "select 1"], "port must be a number"),
+        (["db.connect", "--client", "mysql"], "unknown --client 'mysql'"),
+        (["db.connect", "--client", "pgcli", "--command", "select 1"], "--command runs through"),
+        (["db.connect", "--command", "  "], "--command is empty"),
+        (["db.connect", "--raw"], "--raw only applies to --command"),
+        (["db.connect", "--host", "-x", "--command", "select 1"], "must not start with '-'"),
+        (["db.url", "--port", "70000"], "port must be a number"),
+    ]:
+        result = invoke(*args)
+        assert result.returncode != 0, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+
+
+def test_dry_run_prints_the_command_without_password(invoke):
+    result = invoke("--dry", "db.connect", "--command", "select 1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("would run: psql -h localhost -p 8574 -U postgres -d breakpad")
+    assert "aPassword" not in result.stdout
+
+
+def test_classify_connection_errors():
+    settings = devdb.make_settings("localhost", 8574, "postgres", "pw", "breakpad")
+    fatal = 'psql: error: connection to server at "127.0.0.1", port 8574 failed: FATAL:  '
+    assert devdb.classify_connection_error(
+        fatal + 'password authentication failed for user "postgres"', settings
+    ).startswith("wrong password")
+    assert devdb.classify_connection_error(
+        fatal + 'database "x" does not exist', settings
+    ).startswith("database x does not exist on localhost:8574")
+    assert devdb.classify_connection_error(
+        'psql: error: connection to server at "localhost" (::1), port 8574 failed: '
+        "Connection refused\n\tIs the server running on that host and accepting TCP/IP "
+        "connections?",
+        settings,
+    ).startswith("nothing listens on localhost:8574")
+    assert devdb.classify_connection_error('ERROR:  relation "t" does not exist', settings) is None
+
+
+def test_interactive_on_a_terminal_ctrl_c_cancels_the_query_not_the_task(env, pg_server):  # noqa: F811
+    """psql attached to a real terminal (a pty): Ctrl-C cancels the running query, the
+    session goes on, \\q ends it with exit 0; the password never appears on the screen."""
+    import pty
+    import select
+    import signal
+
+    child_env = dict(
+        env,
+        INVOKE_DB_HOST=pg_server.host,
+        INVOKE_DB_PORT=str(pg_server.port),
+        INVOKE_DB_PASSWORD=pg_server.password,
+        PSQL_PAGER="cat",
+        PAGER="cat",
+        TERM="dumb",
+    )
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), "db.connect"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes invoke on the pty
+        try:
+            os.chdir(PROJECT_ROOT)
+            os.execve(sys.executable, argv, child_env)
+        finally:
+            os._exit(127)
+    screen = b""
+
+    def read_until(marker: bytes, seconds: float) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + seconds
+        while marker not in screen and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    screen += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    status = None
+    try:
+        read_until(b"breakpad=#", 30)
+        os.write(fd, b"select pg_sleep(20);\n")
+        time.sleep(1)
+        os.write(fd, b"\x03")  # Ctrl-C, delivered by the terminal to the foreground group
+        read_until(b"canceling statement due to user request", 15)
+        os.write(fd, b"select 6 * 7 as answer;\n")
+        read_until(b"(1 row)", 15)
+        os.write(fd, b"\\q\n")
+        deadline = time.monotonic() + 15
+        while status is None and time.monotonic() < deadline:
+            read_until(b"\0never", 0.2)
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(raw) if done else None
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    text = screen.decode(errors="replace")
+    assert "canceling statement due to user request" in text, text
+    assert "42" in text.split("answer", 1)[1], text
+    assert status == 0, text
+    assert pg_server.password not in text
