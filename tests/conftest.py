@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_crashstats import crashstats, crashstats_env  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: Fixture modules: git repositories and signing keys, the fake Dockerflow service.

@@ -1,3 +1,238 @@
 """Crash reprocessing: fetch crash ids from Super Search and submit them to the Reprocessing API."""
 
-from invoke import task  # noqa: F401
+from invoke import task
+
+from lib.errors import UserError
+from lib.settings import is_dry, resolve_path, setting
+
+
+def _host(c, host):
+    from lib.crashstats import check_host
+
+    return check_host(host or setting(c, "crashes.host"))
+
+
+def _policy(c):
+    from lib.crashstats import RetryPolicy
+
+    return RetryPolicy(
+        max_attempts=int(setting(c, "crashes.max_attempts")),
+        max_wait=float(setting(c, "crashes.max_retry_wait")),
+        backoff_base=float(setting(c, "crashes.backoff_base")),
+        backoff_max=float(setting(c, "crashes.backoff_max")),
+        timeout=float(setting(c, "crashes.timeout")),
+    )
+
+
+def _number(value, name, kind=int):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number (got {value!r})") from None
+
+
+def _progress_on_terminal():
+    import sys
+
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# Long flags only: automatic short flags would give `-h` to --host/--chunk-size, which reads
+# like Invoke's own -h (help).
+@task(
+    auto_shortflags=False,
+    iterable=["crash_id"],
+    help={
+        "crash_id": "One crash id (bare, bp-<id> or a report URL); repeat for a few more.",
+        "input": "File of crash ids, one per line ('-' means stdin). With no ids given at all, "
+        "they are read from stdin when it is not a terminal.",
+        "journal": "Journal file recording accepted chunks (default: <file>.reprocess-journal "
+        "beside the input file; for stdin, a file keyed by its content in crashes.cache_dir).",
+        "ruleset": "Processor ruleset: default or regenerate_signature (sends <id>:<ruleset>).",
+        "chunk_size": "Ids per request (default: crashes.chunk_size, 50).",
+        "sleep": "Seconds to sleep between chunks (default: crashes.sleep, 1).",
+        "allow_many": "Required to send more than 10,000 ids (tell the Crash Stats team first).",
+        "skip_invalid": "Leave invalid lines out instead of refusing the whole input.",
+        "restart": "Discard an existing journal for this input and start from the first chunk.",
+        "host": "Crash Stats base URL (default: crashes.host).",
+        "dry_run": "List the chunks that would be sent; send nothing (same as `invoke --dry`).",
+    },
+)
+def reprocess(
+    c,
+    crash_id=None,
+    input=None,
+    journal=None,
+    ruleset=None,
+    chunk_size=None,
+    sleep=None,
+    allow_many=False,
+    skip_invalid=False,
+    restart=False,
+    host=None,
+    dry_run=False,
+):
+    """Send crash ids to the Reprocessing API in chunks; rerun the same command to resume."""
+    import io
+    import os
+    import sys
+
+    from lib.console import stdin_is_terminal
+    from lib.reprocess import Options, default_cache_dir, run
+
+    ids = list(crash_id or [])
+    if ids and input:
+        raise UserError("give --crash-id or --input, not both")
+    options = Options(
+        host=_host(c, host),
+        ruleset=(ruleset or "").strip(),
+        chunk_size=_number(
+            chunk_size if chunk_size is not None else setting(c, "crashes.chunk_size"),
+            "--chunk-size",
+        ),
+        sleep=_number(
+            sleep if sleep is not None else setting(c, "crashes.sleep"), "--sleep", float
+        ),
+        allow_many=bool(allow_many),
+        skip_invalid=bool(skip_invalid),
+        restart=bool(restart),
+        dry_run=is_dry(c, dry_run),
+        cache_dir=default_cache_dir(setting(c, "crashes.cache_dir")),
+        journal=resolve_path(journal) if journal else None,
+        env_file=setting(c, "crashes.env_file") or None,
+        progress_terminal=_progress_on_terminal(),
+        progress_interval=float(setting(c, "crashes.progress_interval")),
+        policy=_policy(c),
+    )
+    if ids:
+        return run(ids, "--crash-id", options)
+    if input and input != "-":
+        path = resolve_path(input)
+        if not path.is_file():
+            raise UserError(f"--input {input}: no such file")
+        if options.journal is None:
+            beside = path.parent / f"{path.name}.reprocess-journal"
+            if os.access(path.parent, os.W_OK):
+                options.journal = beside
+        with open(path, encoding="utf-8-sig", errors="replace", newline=None) as stream:
+            return run(stream, str(path), options)
+    if input != "-" and (sys.stdin is None or stdin_is_terminal()):
+        raise UserError("no crash ids: give --crash-id ID, --input FILE, or pipe ids on stdin")
+    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace")
+    return run(stream, "stdin", options)
+
+
+@task(
+    auto_shortflags=False,
+    help={
+        "signature": "Exact signature to match.",
+        "signature_contains": "Text the signature contains.",
+        "url": "A Crash Stats search URL; its filters are kept (parameters starting with _ "
+        "are dropped, except _sort). Flags given as well override the URL's values.",
+        "product": "Product to search (default: the URL's, else Firefox); 'all' for any product.",
+        "date": "YYYY-MM-DD, today, yesterday, thisweek, thismonth, or START..END (END day "
+        "included); default: the URL's dates, else yesterday.",
+        "num": "How many ids: a number (default 100) or 'all' (the date window is split as "
+        "needed past Super Search's 10,000 limit).",
+        "host": "Crash Stats base URL (default: crashes.host).",
+    },
+)
+def fetch_ids(
+    c,
+    signature=None,
+    signature_contains=None,
+    url=None,
+    product=None,
+    date=None,
+    num=None,
+    host=None,
+):
+    """Print the crash ids matching a Super Search query, one per line, on stdout."""
+    from lib.supersearch import build_query, parse_num, run_fetch
+
+    query = build_query(
+        url=url,
+        signature=signature,
+        signature_contains=signature_contains,
+        product=product,
+        date=date,
+    )
+    run_fetch(
+        _host(c, host),
+        query,
+        parse_num(num),
+        env_file=setting(c, "crashes.env_file") or None,
+        policy=_policy(c),
+        progress_terminal=_progress_on_terminal(),
+        progress_interval=float(setting(c, "crashes.progress_interval")),
+    )
+
+
+@task(
+    auto_shortflags=False,
+    help={
+        "url": "The Crash Stats search URL of the crashes to reprocess.",
+        "reason": "Why they need reprocessing (goes into the bug's summary and text).",
+        "host": "Crash Stats base URL to count matches with (default: the URL's own host).",
+        "dry_run": "Show the bug that would be filed; file nothing (same as `invoke --dry`).",
+    },
+)
+def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
+    """File a bug asking for the crashes of a search to be reprocessed (for non-admins)."""
+    from lib.bugzilla import BugzillaClient, api_key_from_environment, enter_bug_url
+    from lib.console import info
+    from lib.crashstats import CrashStatsClient, find_token
+    from lib.reprocess_request import build_request, search_host
+
+    if not url:
+        raise UserError("--url is required: the Crash Stats search URL of the crashes")
+    base = _host(c, host or search_host(url))
+    client = CrashStatsClient(base, find_token(setting(c, "crashes.env_file") or None))
+    client.policy = _policy(c)
+    try:
+        request = build_request(client, url, reason, template_dir=setting(c, "templates.dir"))
+    finally:
+        client.close()
+    info(f"{request.total:,} crash reports match the search")
+    product = setting(c, "crashes.request_product")
+    component = setting(c, "crashes.request_component")
+    bugzilla_url = setting(c, "bugzilla.url")
+    if is_dry(c, dry_run):
+        info(f"dry run: would file in {product} :: {component} (type task): {request.summary}")
+        print(request.description, end="")
+        return
+    api_key = api_key_from_environment(bugzilla_url)
+    if not api_key:
+        info(
+            "no Bugzilla API key (BUGZILLA_API_KEY or bugzillarc), so no bug was filed; "
+            "open this link to file it yourself:"
+        )
+        print(
+            enter_bug_url(
+                bugzilla_url,
+                product=product,
+                component=component,
+                summary=request.summary,
+                description=request.description,
+                bug_type="task",
+            )
+        )
+        return
+    bugzilla = BugzillaClient(
+        bugzilla_url,
+        api_key,
+        auth=setting(c, "bugzilla.auth"),
+        timeout=setting(c, "bugzilla.timeout"),
+    )
+    bug_id = bugzilla.create_bug(
+        product=product,
+        component=component,
+        summary=request.summary,
+        description=request.description,
+        bug_type="task",
+    )
+    info(f"filed bug {bug_id}: {request.summary}")
+    print(bugzilla.bug_url(bug_id))
