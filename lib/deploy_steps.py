@@ -23,7 +23,7 @@ from lib.settings import setting
 
 def bugzilla_client(c: Any, *, dry: bool, need_key: bool) -> Any:
     """A BugzillaClient for the configured server; without an API key only reads work."""
-    from lib.bugzilla import BugzillaClient, api_key_from_environment
+    from lib.bugzilla import api_key_from_environment, client_from_config
 
     url = str(setting(c, "bugzilla.url"))
     api_key = api_key_from_environment(url)
@@ -32,13 +32,7 @@ def bugzilla_client(c: Any, *, dry: bool, need_key: bool) -> Any:
             "no Bugzilla API key: set BUGZILLA_API_KEY (or python-bugzilla's bugzillarc) so the "
             "bug can be commented on"
         )
-    return BugzillaClient(
-        url,
-        api_key,
-        auth=str(setting(c, "bugzilla.auth")),
-        timeout=float(setting(c, "bugzilla.timeout")),
-        dry_run=dry,
-    )
+    return client_from_config(c, dry_run=dry, api_key=api_key)
 
 
 def _status_text(bug: dict[str, Any]) -> str:

@@ -58,8 +58,9 @@ def parse_bug_id(value: str) -> int:
 
 def employee_domains(value: Any) -> list[str]:
     """The `pii.employee_domains` setting as a list (a comma-separated string works too)."""
-    items = value.split(",") if isinstance(value, str) else list(value or [])
-    domains = [str(d).strip().lower().lstrip("@") for d in items if str(d).strip()]
+    from lib.settings import str_list
+
+    domains = [d.lower().lstrip("@") for d in str_list(value)]
     if not domains:
         raise UserError("pii.employee_domains is empty; list the employee email domains")
     return domains

@@ -41,3 +41,40 @@ def project_path(value: str | None, default: str) -> Path:
     """A path from config that, when relative, is anchored to the project root, not the cwd."""
     path = Path(os.path.expanduser(value or default))
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def number(
+    c: Any,
+    dotted: str,
+    *,
+    kind: type = float,
+    minimum: float | None = None,
+    value: Any = None,
+    flag: str | None = None,
+) -> Any:
+    """A numeric setting (or the flag `value` that overrides it), checked; a UserError if not.
+
+    Numbers are declared as strings in invoke.yaml so that a bad INVOKE_* override reaches this
+    check (Invoke itself would die with a traceback casting it to an int).
+    """
+    raw = value if value is not None else setting(c, dotted)
+    name = flag or dotted
+    try:
+        parsed = kind(str(raw).strip())
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise UserError(f"{name} must be {what} (got {raw!r})") from None
+    if minimum is not None and parsed < minimum:
+        raise UserError(f"{name} must be at least {minimum} (got {raw!r})")
+    return parsed
+
+
+def str_list(value: Any) -> list[str]:
+    """A list setting: a YAML list, or a comma-separated string (what INVOKE_* can carry)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = value.split(",")
+    else:
+        items = [str(v) for v in value]
+    return [item.strip() for item in items if item.strip()]

@@ -17,7 +17,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.fake_dockerflow", "tests.deploy_fixtures"]
 
 #: Environment variables that must never leak from the developer's shell into a test run.
-_LEAKY_PREFIXES = ("INVOKE_", "BUGZILLA_", "SOCORRO_", "CRASHSTATS_", "PG", "GIT_", "GNUPGHOME")
+_LEAKY_PREFIXES = (
+    "INVOKE_",
+    "BUGZILLA_",
+    "SOCORRO_",
+    "CRASHSTATS_",
+    "PG",
+    "GIT_",
+    "GNUPGHOME",
+    "COLUMNS",
+    "LINES",
+)
 
 
 def clean_environ(home: Path) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from invoke import task
 
 from lib.errors import UserError
-from lib.settings import is_dry, resolve_path, setting
+from lib.settings import is_dry, number, resolve_path, setting
 
 
 def _host(c, host):
@@ -16,11 +16,11 @@ def _policy(c):
     from lib.crashstats import RetryPolicy
 
     return RetryPolicy(
-        max_attempts=int(setting(c, "crashes.max_attempts")),
-        max_wait=float(setting(c, "crashes.max_retry_wait")),
-        backoff_base=float(setting(c, "crashes.backoff_base")),
-        backoff_max=float(setting(c, "crashes.backoff_max")),
-        timeout=float(setting(c, "crashes.timeout")),
+        max_attempts=number(c, "crashes.max_attempts", kind=int, minimum=1),
+        max_wait=number(c, "crashes.max_retry_wait", minimum=0),
+        backoff_base=number(c, "crashes.backoff_base", minimum=0),
+        backoff_max=number(c, "crashes.backoff_max", minimum=0),
+        timeout=number(c, "crashes.timeout", minimum=0.001),
     )
 
 
@@ -104,7 +104,7 @@ def reprocess(
         journal=resolve_path(journal) if journal else None,
         env_file=setting(c, "crashes.env_file") or None,
         progress_terminal=_progress_on_terminal(),
-        progress_interval=float(setting(c, "crashes.progress_interval")),
+        progress_interval=number(c, "crashes.progress_interval", minimum=0),
         policy=_policy(c),
     )
     if ids:
@@ -167,7 +167,7 @@ def fetch_ids(
         env_file=setting(c, "crashes.env_file") or None,
         policy=_policy(c),
         progress_terminal=_progress_on_terminal(),
-        progress_interval=float(setting(c, "crashes.progress_interval")),
+        progress_interval=number(c, "crashes.progress_interval", minimum=0),
     )
 
 
@@ -182,7 +182,7 @@ def fetch_ids(
 )
 def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
     """File a bug asking for the crashes of a search to be reprocessed (for non-admins)."""
-    from lib.bugzilla import BugzillaClient, api_key_from_environment, enter_bug_url
+    from lib.bugzilla import api_key_from_environment, client_from_config, enter_bug_url
     from lib.console import info
     from lib.crashstats import CrashStatsClient, find_token
     from lib.reprocess_request import build_request, search_host
@@ -221,12 +221,7 @@ def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
             )
         )
         return
-    bugzilla = BugzillaClient(
-        bugzilla_url,
-        api_key,
-        auth=setting(c, "bugzilla.auth"),
-        timeout=setting(c, "bugzilla.timeout"),
-    )
+    bugzilla = client_from_config(c, api_key=api_key)
     bug_id = bugzilla.create_bug(
         product=product,
         component=component,

@@ -9,16 +9,7 @@ from invoke.exceptions import Exit
 
 from lib.console import info
 from lib.errors import UserError
-from lib.settings import is_dry, resolve_path, setting
-
-
-def _as_list(value):
-    """Config lists may arrive as a string (one path, or comma-separated) from overrides."""
-    if value in (None, ""):
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [str(part) for part in value]
+from lib.settings import is_dry, number, resolve_path, setting, str_list
 
 
 @task(
@@ -42,7 +33,7 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
     """
     from lib import advisories, audit, requirements_files
 
-    files = _as_list(requirements) or _as_list(setting(c, "deps.requirements"))
+    files = str_list(requirements) or str_list(setting(c, "deps.requirements"))
     npm_value = npm_dir if npm_dir is not None else setting(c, "deps.npm_dir")
     db_value = advisory_db if advisory_db is not None else setting(c, "deps.advisory_db")
     if not files and not npm_value:
@@ -85,11 +76,8 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        npm_future = (
-            pool.submit(audit.run_npm_audit, npm_path, int(setting(c, "deps.npm_timeout")))
-            if npm_path
-            else None
-        )
+        npm_timeout = number(c, "deps.npm_timeout", kind=int, minimum=1)
+        npm_future = pool.submit(audit.run_npm_audit, npm_path, npm_timeout) if npm_path else None
         if files:
             if database is not None:
                 report.merge(audit.check_advisory_database(scan.pins, database))
@@ -98,7 +86,7 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
                     audit.run_pip_audit(
                         scan.pins,
                         service=str(setting(c, "deps.service")),
-                        timeout=int(setting(c, "deps.timeout")),
+                        timeout=number(c, "deps.timeout", kind=int, minimum=1),
                     )
                 )
         if npm_future is not None:

@@ -1,0 +1,57 @@
+"""Every setting in invoke.yaml can be overridden from the environment without a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+# (task and arguments, environment override that is not a number, the key named in the error)
+BAD_NUMBERS = [
+    (("db.url",), "INVOKE_DB_PORT", "port"),
+    (("deploy.prepare", "--offline", "--file-bug"), "INVOKE_BUGZILLA_TIMEOUT", "bugzilla.timeout"),
+    (
+        ("crashes.reprocess", "--crash-id", "x", "--dry-run"),
+        "INVOKE_CRASHES_MAX_ATTEMPTS",
+        "max_attempts",
+    ),
+    (("deploy.watch", "1", "--timeout", "1"), "INVOKE_DEPLOY_WATCH_INTERVAL", "interval"),
+]
+
+
+@pytest.mark.parametrize(("args", "variable", "named"), BAD_NUMBERS)
+def test_a_bad_number_override_is_one_clear_line(invoke, service_repo, args, variable, named):
+    env = {variable: "abc", "INVOKE_DEPLOY_REPO": str(service_repo.path), "BUGZILLA_API_KEY": "k"}
+    env["INVOKE_BUGZILLA_URL"] = "http://127.0.0.1:9/rest/"
+    result = invoke(*args, extra_env=env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert named in result.stderr and "abc" in result.stderr, result.stderr
+
+
+def test_numbers_are_declared_as_strings_in_invoke_yaml():
+    import yaml
+
+    config = yaml.safe_load((PROJECT_ROOT / "invoke.yaml").read_text())
+
+    def leaves(node, path=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from leaves(value, f"{path}{key}.")
+            else:
+                yield f"{path}{key}", value
+
+    for key, value in leaves(config):
+        assert not isinstance(value, (int, float, list)) or isinstance(value, bool), (
+            f"{key} must be a string so INVOKE_* overrides are checked by the tasks, not Invoke"
+        )
+
+
+def test_list_settings_accept_comma_separated_overrides(invoke, tmp_path):
+    (tmp_path / "a.txt").write_text("jinja2==3.1.6\n")
+    (tmp_path / "b.txt").write_text("requests==2.34.2\n")
+    result = invoke(
+        "--dry", "deps.check", cwd=tmp_path, extra_env={"INVOKE_DEPS_REQUIREMENTS": "a.txt, b.txt"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a.txt" in result.stdout + result.stderr and "b.txt" in result.stdout + result.stderr
