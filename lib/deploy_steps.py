@@ -8,6 +8,7 @@ after a failure at any point and does only what is left, never anything twice.
 from __future__ import annotations
 
 import datetime
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ def bugzilla_client(c: Any, *, dry: bool, need_key: bool) -> Any:
             "bug can be commented on"
         )
     return client_from_config(c, dry_run=dry, api_key=api_key)
+
+
+def has_api_key(c: Any) -> bool:
+    from lib.bugzilla import api_key_from_environment
+
+    return bool(api_key_from_environment(str(setting(c, "bugzilla.url"))))
 
 
 def _status_text(bug: dict[str, Any]) -> str:
@@ -86,11 +93,17 @@ def find_deploy_bug(
     return bug
 
 
-def open_service_repo(c: Any, repo: str | None) -> GitRepo:
+def open_service_repo(c: Any, repo: str | None, *, echo: bool = False) -> GitRepo:
+    """The service checkout; with `echo` (dry runs) every git command is printed as it runs."""
     from lib.gitrepo import open_repo
     from lib.settings import resolve_path
 
-    return open_repo(resolve_path(repo if repo not in (None, "") else setting(c, "deploy.repo")))
+    path = resolve_path(repo if repo not in (None, "") else setting(c, "deploy.repo"))
+    if echo and path.is_dir():
+        info("dry-run: runs: git rev-parse --show-toplevel")  # open_repo's probe
+    git = open_repo(path)
+    git.echo = echo
+    return git
 
 
 def checked_tag_name(c: Any, value: str | None) -> str:
@@ -317,7 +330,7 @@ def plan_tag(
             f"there; reopen it or pass --bug with the open deploy bug"
         )
     if not plan.tag_done:
-        setup = check_signing(repo.path, head_sha)
+        setup = check_signing(repo, head_sha)
         plan.notes.append(f"signing works ({setup.describe()})")
     if not plan.push_done:
         try:
@@ -329,6 +342,19 @@ def plan_tag(
             # A dry run needs no push rights (only a real run stops here): report and go on.
             plan.notes.append(f"WARNING, a real run would stop here: {exc.reason}")
     return plan
+
+
+def require_api_key_for_comment(c: Any, plan: TagPlan, *, dry: bool) -> None:
+    """Before any change: the `git show` comment, if still to post, needs a Bugzilla API key
+    (the tag and the push do not). Says which remaining step needs it."""
+    if dry or plan.comment_done or has_api_key(c):
+        return
+    started = "" if plan.tag_done else "; nothing was tagged or pushed"
+    raise UserError(
+        f"no Bugzilla API key: set BUGZILLA_API_KEY (or python-bugzilla's bugzillarc); the "
+        f"remaining step of posting `git show {plan.tag}` on bug {plan.bug['id']} needs it"
+        f"{started}"
+    )
 
 
 def describe_plan(plan: TagPlan) -> list[str]:
@@ -378,18 +404,25 @@ def run_tag(
         build_show_comment,
         create_signed_tag,
         local_tag,
+        local_tag_reads,
         push_tag,
         remote_tag_object,
         show_tag,
+        show_tag_command,
         verify_failure,
         verify_tag,
     )
+
+    def would_run(*args: str) -> None:
+        info(f"dry-run: would run: git {shlex.join(args)}")
 
     tag, remote = plan.tag, plan.remote
     if not plan.tag_done:
         create_signed_tag(repo, tag, plan.head, plan.message, dry=dry)
         if dry:
-            info(f"dry-run: would run: git tag -v {tag}")
+            would_run("tag", "-v", tag)
+            for args in local_tag_reads(tag, f"<tag object of {tag}>"):
+                would_run(*args)
         else:
             if not verify_tag(repo, tag):
                 raise UserError(
@@ -402,7 +435,7 @@ def run_tag(
     if not plan.push_done:
         push_tag(repo, remote, tag, dry=dry)
         if dry:
-            info(f"dry-run: would run: git ls-remote --tags {remote} refs/tags/{tag}")
+            would_run("ls-remote", "--tags", remote, f"refs/tags/{tag}")
         else:
             plan.remote_object = remote_tag_object(repo, remote, tag)
             if plan.remote_object != plan.local.object_sha:
@@ -414,6 +447,7 @@ def run_tag(
             report(f"pushed refs/tags/{tag} to {remote} (same tag object on the remote)")
     if not plan.comment_done:
         if dry and plan.local is None:
+            would_run(*show_tag_command(tag))
             text, _ = build_show_comment(
                 tag, "(known once the tag exists)", _dry_show_preview(repo, plan)
             )
@@ -453,9 +487,11 @@ def _error_text(exc: BaseException) -> str:
     return str(getattr(exc, "reason", "") or exc).splitlines()[0][:200]
 
 
-def deploy_status(c: Any, repo: GitRepo, tag: str, *, bug_id: Any = None) -> dict[str, Any]:
+def deploy_status(
+    c: Any, repo: GitRepo, tag: str, *, bug_id: Any = None, echo: bool = False
+) -> dict[str, Any]:
     """Each step of the deploy of `tag`, derived from the repository, the remote, Bugzilla and the
-    Dockerflow endpoints. Nothing is changed."""
+    Dockerflow endpoints. Nothing is changed; `echo` prints the Dockerflow requests (dry run)."""
     from lib import dockerflow
     from lib.tagging import has_show_comment, local_tag, remote_tag_object, verify_tag
 
@@ -550,7 +586,7 @@ def deploy_status(c: Any, repo: GitRepo, tag: str, *, bug_id: Any = None) -> dic
     served: dict[str, Any] = {}
     for env in ("stage", "prod"):
         base = str(setting(c, f"deploy.{env}_url"))
-        answer = dockerflow.fetch_version(base)
+        answer = dockerflow.fetch_version(base, echo=echo)
         served[env] = {
             "url": base,
             "commit": answer.commit,
@@ -630,7 +666,7 @@ def finish(
     from lib.tagging import local_tag
 
     remote = str(setting(c, "deploy.remote"))
-    client = bugzilla_client(c, dry=dry, need_key=True)
+    client = bugzilla_client(c, dry=dry, need_key=False)
     bug = find_deploy_bug(c, client, tag, bug_id, require_open=False)
     if bug is None:
         raise UserError(f"no deploy bug for {tag}; pass --bug")
@@ -646,12 +682,17 @@ def finish(
     if commit is None:
         raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")
     prod_url = str(setting(c, "deploy.prod_url"))
-    served = dockerflow.fetch_version(prod_url)
+    served = dockerflow.fetch_version(prod_url, echo=dry)
     live = dockerflow.serves(served, commit, contains_commit(repo))
     if not live and not force:
         raise UserError(
             f"prod ({prod_url}) serves {served.describe()}, not {tag} ({commit[:7]}); wait with "
             f"`invoke deploy.watch {tag}`, or pass --force"
+        )
+    if not dry and not has_api_key(c):
+        raise UserError(
+            f"no Bugzilla API key: set BUGZILLA_API_KEY (or python-bugzilla's bugzillarc); the "
+            f"remaining step, the closing comment and RESOLVED FIXED on bug {number}, needs it"
         )
     if not live:
         info(f"warning: prod serves {served.describe()}, not {tag}; closing anyway (--force)")
@@ -699,6 +740,7 @@ def watch(
     env: str,
     timeout: Any = None,
     interval: Any = None,
+    echo: bool = False,
 ) -> str:
     """Wait until the environment serves the tag's commit; the final line, or a UserError."""
     from lib import dockerflow
@@ -716,7 +758,7 @@ def watch(
     if commit is None:
         raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")
     base = str(setting(c, f"deploy.{env}_url"))
-    heartbeat = dockerflow.fetch_heartbeat(base)
+    heartbeat = dockerflow.fetch_heartbeat(base, echo=echo)
     info(
         f"watching {base}/__version__ for {tag} ({commit[:7]}), every {interval_s:g}s for up to "
         f"{timeout_s:g}s; heartbeat: {heartbeat.detail}"
@@ -733,8 +775,9 @@ def watch(
         interval=interval_s,
         contains=contains_commit(repo),
         progress=progress,
+        echo=echo,
     )
-    heartbeat = dockerflow.fetch_heartbeat(base)
+    heartbeat = dockerflow.fetch_heartbeat(base, echo=echo)
     if result.live:
         extra = "" if result.last.commit == commit else f" ({result.last.commit[:7]} contains it)"
         nxt = f"; next: invoke deploy.finish {tag}" if env == "prod" else ""

@@ -51,13 +51,24 @@ def _url(base: str, path: str) -> str:
     return base.rstrip("/") + path
 
 
-def fetch_version(base_url: str, timeout: float = 10, session: Any = None) -> Served:
+def _get(session: Any, url: str, timeout: float, echo: bool) -> Any:
+    """GET `url`; with `echo` (dry runs) the request is printed on stderr first."""
+    if echo:
+        from lib.console import info
+
+        info(f"dry-run: runs: GET {url}")
+    return session.get(url, timeout=timeout)
+
+
+def fetch_version(
+    base_url: str, timeout: float = 10, session: Any = None, *, echo: bool = False
+) -> Served:
     """What `base_url` serves now; network and HTTP errors come back in `Served.error`."""
     import requests
 
     session = session or _session()
     try:
-        response = session.get(_url(base_url, "/__version__"), timeout=timeout)
+        response = _get(session, _url(base_url, "/__version__"), timeout, echo)
     except requests.RequestException as exc:
         return Served(error=type(exc).__name__)
     if response.status_code != 200:
@@ -71,13 +82,15 @@ def fetch_version(base_url: str, timeout: float = 10, session: Any = None) -> Se
     return Served(commit=str(data.get("commit") or ""), version=str(data.get("version") or ""))
 
 
-def fetch_heartbeat(base_url: str, timeout: float = 10, session: Any = None) -> Heartbeat:
+def fetch_heartbeat(
+    base_url: str, timeout: float = 10, session: Any = None, *, echo: bool = False
+) -> Heartbeat:
     """The host's /__heartbeat__: ok, or what failed."""
     import requests
 
     session = session or _session()
     try:
-        response = session.get(_url(base_url, "/__heartbeat__"), timeout=timeout)
+        response = _get(session, _url(base_url, "/__heartbeat__"), timeout, echo)
     except requests.RequestException as exc:
         return Heartbeat(False, f"no answer ({type(exc).__name__})")
     if response.status_code == 200:
@@ -119,6 +132,7 @@ def wait_for_commit(
     progress: Callable[[float, Served], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    echo: bool = False,
 ) -> WatchResult:
     """Poll /__version__ every `interval` seconds until it serves `commit` or `timeout` passes.
 
@@ -130,7 +144,7 @@ def wait_for_commit(
     polls = 0
     request_timeout = max(1.0, min(10.0, interval * 2))
     while True:
-        served = fetch_version(base_url, timeout=request_timeout, session=session)
+        served = fetch_version(base_url, timeout=request_timeout, session=session, echo=echo)
         polls += 1
         elapsed = clock() - start
         if progress:

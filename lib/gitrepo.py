@@ -30,11 +30,19 @@ def _first_line(text: str) -> str:
 
 @dataclass
 class GitRepo:
-    """A git work tree at `path` (its top level)."""
+    """A git work tree at `path` (its top level).
+
+    With `echo` (dry runs), every command that runs is printed on stderr first, as
+    `dry-run: runs: git ...`, so a dry run shows its read-only probes as well as the changes it
+    would make (`write()` under dry prints `dry-run: would run: git ...` and runs nothing).
+    """
 
     path: Path
+    echo: bool = False
 
     def _run(self, args: tuple[str, ...], input: str | None = None) -> subprocess.CompletedProcess:
+        if self.echo:
+            info(f"dry-run: runs: git {shlex.join(args)}")
         try:
             return subprocess.run(
                 ["git", *args],

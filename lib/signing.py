@@ -12,11 +12,15 @@ reason after the deploy has started.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from lib.console import info
 from lib.errors import UserError
+from lib.gitrepo import GitRepo
 
 #: Markers in gpg / ssh-keygen output that mean "could not ask for the passphrase".
 _NO_TERMINAL_HINTS = (
@@ -51,21 +55,24 @@ class SigningSetup:
         return f"gpg.format={self.format}, key {key}, program {self.program}"
 
 
-def _git(path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["git", *args],
-        cwd=path,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
+def _as_repo(where: Path | GitRepo) -> GitRepo:
+    return where if isinstance(where, GitRepo) else GitRepo(Path(where))
 
 
-def _config(path: Path, key: str) -> str:
-    result = _git(path, "config", "--get", key)
+def _git(repo: GitRepo, *args: str) -> subprocess.CompletedProcess:
+    """Run git in the repository (printed first when `repo.echo`, i.e. in a dry run)."""
+    return repo._run(args)
+
+
+def _run_signer(repo: GitRepo, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run the signing program itself (gpg), printed first in a dry run like git commands."""
+    if repo.echo:
+        info(f"dry-run: runs: {shlex.join(argv)}")
+    return subprocess.run(argv, capture_output=True, text=True, errors="replace", **kwargs)
+
+
+def _config(repo: GitRepo, key: str) -> str:
+    result = _git(repo, "config", "--get", key)
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
@@ -77,9 +84,9 @@ def _first_line(text: str) -> str:
     return "no message"
 
 
-def committer_email(path: Path) -> str:
+def committer_email(where: Path | GitRepo) -> str:
     """The committer's e-mail as git sees it (the default openpgp signing identity)."""
-    result = _git(path, "var", "GIT_COMMITTER_IDENT")
+    result = _git(_as_repo(where), "var", "GIT_COMMITTER_IDENT")
     if result.returncode != 0:
         raise UserError(
             "git has no committer identity: set `git config user.name` and `git config user.email`"
@@ -88,29 +95,28 @@ def committer_email(path: Path) -> str:
     return ident[ident.find("<") + 1 : ident.find(">")] if "<" in ident else ident.strip()
 
 
-def signing_setup(path: Path) -> SigningSetup:
-    """Read the signing configuration that `git tag -s` will use in the repository at `path`."""
-    fmt = _config(path, "gpg.format") or "openpgp"
+def signing_setup(where: Path | GitRepo) -> SigningSetup:
+    """Read the signing configuration that `git tag -s` will use in the repository `where`."""
+    repo = _as_repo(where)
+    fmt = _config(repo, "gpg.format") or "openpgp"
     if fmt not in ("openpgp", "ssh", "x509"):
         raise UserError(f"git config gpg.format is {fmt!r}; git supports openpgp, ssh and x509")
     default_program = {"openpgp": "gpg", "ssh": "ssh-keygen", "x509": "gpgsm"}[fmt]
     program = (
-        _config(path, f"gpg.{fmt}.program")
-        or (_config(path, "gpg.program") if fmt == "openpgp" else "")
+        _config(repo, f"gpg.{fmt}.program")
+        or (_config(repo, "gpg.program") if fmt == "openpgp" else "")
         or default_program
     )
-    return SigningSetup(format=fmt, key=_config(path, "user.signingkey"), program=program)
+    return SigningSetup(format=fmt, key=_config(repo, "user.signingkey"), program=program)
 
 
-def _check_openpgp_key(path: Path, setup: SigningSetup) -> None:
-    key = setup.key or committer_email(path)
+def _check_openpgp_key(repo: GitRepo, setup: SigningSetup) -> None:
+    key = setup.key or committer_email(repo)
     try:
-        result = subprocess.run(
+        result = _run_signer(
+            repo,
             [setup.program, "--batch", "--with-colons", "--list-secret-keys", "--", key],
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
         )
     except FileNotFoundError:
         raise UserError(
@@ -131,8 +137,9 @@ def _check_openpgp_key(path: Path, setup: SigningSetup) -> None:
         )
 
 
-def _check_ssh_key(path: Path, setup: SigningSetup) -> None:
-    if not setup.key and not _config(path, "gpg.ssh.defaultKeyCommand"):
+def _check_ssh_key(repo: GitRepo, setup: SigningSetup) -> None:
+    path = repo.path
+    if not setup.key and not _config(repo, "gpg.ssh.defaultKeyCommand"):
         raise UserError(
             "gpg.format is ssh but user.signingkey is not set: "
             "`git config user.signingkey ~/.ssh/id_ed25519.pub`"
@@ -144,7 +151,7 @@ def _check_ssh_key(path: Path, setup: SigningSetup) -> None:
             key_path = path / key_path
         if not key_path.is_file():
             raise UserError(f"SSH signing key {setup.key} (user.signingkey) does not exist")
-    allowed = _config(path, "gpg.ssh.allowedSignersFile")
+    allowed = _config(repo, "gpg.ssh.allowedSignersFile")
     if not allowed or not Path(os.path.expanduser(allowed)).is_file():
         raise UserError(
             "SSH-signed tags cannot be verified (`git tag -v`) without an allowed-signers file: "
@@ -153,16 +160,14 @@ def _check_ssh_key(path: Path, setup: SigningSetup) -> None:
         )
 
 
-def _openpgp_diagnostics(path: Path, setup: SigningSetup) -> str:
+def _openpgp_diagnostics(repo: GitRepo, setup: SigningSetup) -> str:
     """gpg's own stderr for the signing git attempted (git only says "gpg failed to sign")."""
-    key = setup.key or committer_email(path)
+    key = setup.key or committer_email(repo)
     try:
-        result = subprocess.run(
+        result = _run_signer(
+            repo,
             [setup.program, "--status-fd=2", "-bsau", key],
             input="releng-tasks signing check\n",
-            capture_output=True,
-            text=True,
-            errors="replace",
             timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -183,26 +188,28 @@ def _explain_failure(setup: SigningSetup, stderr: str) -> str:
     return f"git could not sign with {setup.describe()}: {detail}"
 
 
-def check_signing(path: Path, tree_of: str = "HEAD") -> SigningSetup:
+def check_signing(where: Path | GitRepo, tree_of: str = "HEAD") -> SigningSetup:
     """Prove that git can sign and verify with the user's configuration; UserError otherwise.
 
     Signs a throwaway commit of `tree_of`'s tree with `git commit-tree -S` (no ref changes) and
     verifies it with `git verify-commit`, exactly the machinery `git tag -s` / `git tag -v` use.
+    `where` is a repository path, or a GitRepo (whose `echo` prints each command in a dry run).
     """
-    setup = signing_setup(path)
+    repo = _as_repo(where)
+    setup = signing_setup(repo)
     if setup.format == "openpgp":
-        _check_openpgp_key(path, setup)
+        _check_openpgp_key(repo, setup)
     elif setup.format == "ssh":
-        _check_ssh_key(path, setup)
+        _check_ssh_key(repo, setup)
     signed = _git(
-        path, "commit-tree", "-S", "-m", "releng-tasks signing check", f"{tree_of}^{{tree}}"
+        repo, "commit-tree", "-S", "-m", "releng-tasks signing check", f"{tree_of}^{{tree}}"
     )
     if signed.returncode != 0:
         stderr = signed.stderr
         if setup.format == "openpgp":
-            stderr += _openpgp_diagnostics(path, setup)
+            stderr += _openpgp_diagnostics(repo, setup)
         raise UserError(_explain_failure(setup, stderr))
-    verified = _git(path, "verify-commit", signed.stdout.strip())
+    verified = _git(repo, "verify-commit", signed.stdout.strip())
     if verified.returncode != 0:
         raise UserError(
             f"git signed a test object with {setup.describe()} but cannot verify the signature "

@@ -72,8 +72,20 @@ def _split_tag_object(raw: str) -> tuple[str, str]:
     return body, ""
 
 
+def local_tag_reads(name: str, object_sha: str) -> list[tuple[str, ...]]:
+    """The git commands `local_tag` runs for an annotated tag, in order (a dry run prints them
+    for the tag it would make)."""
+    ref = f"refs/tags/{name}"
+    return [
+        ("rev-parse", "--verify", "--quiet", ref),
+        ("cat-file", "-t", object_sha),
+        ("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"),
+        ("cat-file", "tag", object_sha),
+    ]
+
+
 def local_tag(repo: GitRepo, name: str) -> LocalTag | None:
-    """The tag `name` in the local repository, or None."""
+    """The tag `name` in the local repository, or None (commands: `local_tag_reads`)."""
     ref = f"refs/tags/{name}"
     out = repo.try_read("rev-parse", "--verify", "--quiet", ref)
     if not out:
@@ -117,18 +129,7 @@ def verify_tag(repo: GitRepo, name: str) -> bool:
 
 def verify_failure(repo: GitRepo, name: str) -> str:
     """Why `git tag -v` refuses the tag (its first meaningful stderr line)."""
-    import os
-    import subprocess
-
-    result = subprocess.run(
-        ["git", "tag", "-v", name],
-        cwd=repo.path,
-        env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
+    result = repo._run(("tag", "-v", name))
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     for line in lines:
         if line.startswith(("error:", "fatal:")) or "BAD signature" in line or "No public" in line:
@@ -236,6 +237,10 @@ def build_show_comment(
     return text, True
 
 
+def show_tag_command(name: str) -> tuple[str, ...]:
+    return ("-c", "core.pager=cat", "show", "--no-color", name)
+
+
 def show_tag(repo: GitRepo, name: str) -> str:
     """`git show NAME` as text (no colour, no pager)."""
-    return repo.read("-c", "core.pager=cat", "show", "--no-color", name)
+    return repo.read(*show_tag_command(name))

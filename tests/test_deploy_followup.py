@@ -128,6 +128,21 @@ def test_status_follows_the_real_systems_step_by_step(deploy):
     assert deploy.writes() == writes
 
 
+def test_status_and_watch_under_dry_print_their_requests(tagged):
+    tagged.prod.serve(commit_of(tagged), "101")
+    status = tagged.run("--dry", "deploy.status", "101", "--json")
+    assert status.returncode == 0, status.stderr
+    for host in (tagged.stage, tagged.prod):
+        assert f"dry-run: runs: GET {host.url.rstrip('/')}/__version__\n" in status.stderr
+    assert "dry-run: runs: git ls-remote --tags origin refs/tags/101\n" in status.stderr
+    assert json.loads(status.stdout)["tag"] == "101"
+    watch = tagged.run("--dry", "deploy.watch", "101", "--interval", "0.05")
+    assert watch.returncode == 0, watch.stderr
+    base = tagged.prod.url.rstrip("/")
+    assert watch.stderr.count(f"dry-run: runs: GET {base}/__heartbeat__\n") == 2
+    assert f"dry-run: runs: GET {base}/__version__\n" in watch.stderr
+
+
 def test_status_table_and_unreachable_hosts(tagged):
     tagged.prod.fail_next(1, path="/__version__", status=502)
     result = tagged.run("deploy.status", "101")
@@ -160,6 +175,10 @@ def test_finish_refuses_until_prod_serves_the_tag(tagged):
 def test_finish_comments_and_resolves_fixed_once(tagged):
     tagged.prod.serve(commit_of(tagged), "101")
     writes = tagged.writes()
+    no_key = tagged.run("deploy.finish", "101", extra={"BUGZILLA_API_KEY": ""})
+    assert no_key.returncode != 0
+    assert f"the closing comment and RESOLVED FIXED on bug {tagged.bug}, needs it" in no_key.stderr
+    assert tagged.writes() == writes
     result = tagged.run(
         "deploy.finish", "101", "--note", "migrations ran", "--note", "no errors in Sentry"
     )
@@ -174,7 +193,8 @@ def test_finish_comments_and_resolves_fixed_once(tagged):
     (put,) = [e for e in tagged.bz.writes()[writes:]]
     assert put.method == "PUT" and put.body["status"] == "RESOLVED"
 
-    again = tagged.run("deploy.finish", "101", "--note", "x")
+    # A rerun changes nothing, so it needs no API key.
+    again = tagged.run("deploy.finish", "101", "--note", "x", extra={"BUGZILLA_API_KEY": ""})
     assert again.returncode == 0, again.stderr
     assert "already RESOLVED FIXED; nothing to do" in again.stdout
     assert tagged.writes() == writes + 1
@@ -206,6 +226,10 @@ def test_finish_dry_run_changes_nothing(tagged, dry):
     assert result.returncode == 0, result.stderr
     assert f"would send PUT {tagged.bz.url.rstrip('/')}/bug/{tagged.bug}" in result.stderr
     assert '"resolution": "FIXED"' in result.stderr
+    # Its reads are printed too: git commands and the Dockerflow request.
+    assert "dry-run: runs: git rev-parse --verify --quiet refs/tags/101\n" in result.stderr
+    assert f"dry-run: runs: GET {tagged.prod.url.rstrip('/')}/__version__\n" in result.stderr
+    assert len(tagged.prod.requests("/__version__")) == 1
     assert tagged.bz.key_for("releng@mozilla.com") not in result.stderr + result.stdout
     assert tagged.writes() == writes and tagged.bz.bug(tagged.bug)["status"] == "NEW"
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -68,19 +71,113 @@ def test_stdin_not_a_terminal_needs_yes(deploy):
     assert "--yes" in result.stderr
 
 
-@pytest.mark.parametrize("dry_flag", ["global", "task"])
-def test_dry_run_prints_every_command_and_request_and_changes_nothing(deploy, dry_flag):
-    args = (
-        ("--dry", "deploy.tag", "101")
-        if dry_flag == "global"
-        else ("deploy.tag", "101", "--dry-run")
+def _git_logger(directory: Path, log: Path) -> dict[str, str]:
+    """A `git` first on PATH that appends its argv to `log` (NUL-separated, one record per run),
+    then runs the real git. Git's own child processes bypass it (git puts its exec path first)."""
+    real = shutil.which("git")
+    directory.mkdir()
+    wrapper = directory / "git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'{{ for a in "$@"; do printf "%s\\0" "$a"; done; printf "\\036\\0"; }} >> {log}\n'
+        f'exec {real} "$@"\n'
     )
-    result = deploy.run(*args)
+    wrapper.chmod(0o755)
+    return {"PATH": f"{directory}:{os.environ['PATH']}"}
+
+
+def _logged_commands(log: Path) -> list[list[str]]:
+    commands, current = [], []
+    for field in log.read_text().split("\0")[:-1]:
+        if field == "\x1e":
+            commands.append(current)
+            current = []
+        else:
+            current.append(field)
+    return commands
+
+
+DRY_LINE = re.compile(r"^dry-run: (runs|would run): git ", re.MULTILINE)
+
+
+def _printed_commands(stderr: str) -> list[tuple[str, list[str]]]:
+    """The `dry-run: runs: git ...` / `dry-run: would run: git ...` lines as (kind, argv); a
+    quoted argument (a tag message) may span lines."""
+    printed = []
+    for match in DRY_LINE.finditer(stderr):
+        quote, end = "", match.end()
+        while end < len(stderr) and (quote or stderr[end] != "\n"):
+            char = stderr[end]
+            if quote and char == quote:
+                quote = ""
+            elif not quote and char in "'\"":
+                quote = char
+            end += 1
+        printed.append((match.group(1), shlex.split(stderr[match.end() : end])))
+    return printed
+
+
+def test_dry_run_prints_every_command_of_a_real_run_and_changes_nothing(deploy, tmp_path):
+    """The git commands a dry run prints are exactly those it runs (`runs:`) plus those a real
+    run makes (`would run:`); a real run afterwards runs the same commands, in the same order."""
+    dry_log, real_log = tmp_path / "dry.log", tmp_path / "real.log"
+    dry = deploy.run("--dry", "deploy.tag", "101", extra=_git_logger(tmp_path / "w1", dry_log))
+    assert dry.returncode == 0, dry.stderr
+    err = dry.stderr
+    deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
+    assert deploy.bz.key_for(RELENG) not in dry.stdout + err
+    assert f"/rest/bug/{deploy.bug}" in err and "tag 101" in err  # the comment it would post
+    assert "dry-run: nothing was changed" in dry.stdout
+    printed = _printed_commands(err)
+    ran = _logged_commands(dry_log)
+    # What the dry run ran is what it printed as `runs:`, command for command.
+    assert [argv for kind, argv in printed if kind == "runs"] == ran
+    # What it did not run, because it changes something or needs the new tag:
+    would = [argv[:2] for kind, argv in printed if kind == "would run"]
+    assert would == [
+        ["tag", "-s"],
+        ["tag", "-v"],
+        ["rev-parse", "--verify"],
+        ["cat-file", "-t"],
+        ["rev-parse", "--verify"],
+        ["cat-file", "tag"],
+        ["push", "--porcelain"],
+        ["ls-remote", "--tags"],
+        ["-c", "core.pager=cat"],
+    ]
+
+    real = deploy.run("deploy.tag", "101", "--yes", extra=_git_logger(tmp_path / "w2", real_log))
+    assert real.returncode == 0, real.stderr
+    deploy.assert_complete()
+    assert "dry-run: " not in real.stdout + real.stderr
+    tag_object = deploy.local_tag()
+
+    def normal(argv: list[str]) -> list[str]:
+        # Objects made by the run itself: the tag object, the throwaway signing-check commit.
+        argv = [a.replace(tag_object, "<tag object of 101>") for a in argv]
+        if argv[:1] == ["verify-commit"]:
+            argv[1] = "<signing check commit>"
+        return argv
+
+    # The dry run's preview of `git show 101` (the tag does not exist yet) is its only extra.
+    preview = [
+        ["var", "GIT_COMMITTER_IDENT"],
+        ["-c", "core.pager=cat", "show", "--no-color", "--no-patch", deploy.repo.head("main")],
+    ]
+    expected = [normal(argv) for kind, argv in printed if argv not in preview]
+    assert [normal(argv) for argv in _logged_commands(real_log)] == expected
+    assert len(expected) > 20
+
+
+def test_dry_run_flag_of_the_task_is_the_global_dry(deploy):
+    result = deploy.run("deploy.tag", "101", "--dry-run")
     assert result.returncode == 0, result.stderr
     err = result.stderr
+    assert "dry-run: runs: git fetch --quiet --tags --prune origin" in err
+    assert "dry-run: runs: git commit-tree -S" in err
     assert "git tag -s -m 'Tagging 101 for deploy to prod" in err
-    assert "git tag -v 101" in err
-    assert "git push --porcelain origin refs/tags/101:refs/tags/101" in err
+    assert "dry-run: would run: git tag -v 101" in err
+    assert "dry-run: would run: git push --porcelain origin refs/tags/101:refs/tags/101" in err
     assert f"/rest/bug/{deploy.bug}" in err and "tag 101" in err
     assert deploy.bz.key_for(RELENG) not in result.stdout + err
     deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
@@ -164,6 +261,15 @@ def test_killed_after_the_tag_is_made_then_rerun_converges(deploy):
     killed = deploy.run_killable("deploy.tag", "101", "--yes")
     assert killed.returncode == -9
     assert deploy.local_tag() and deploy.remote_tag() is None and deploy.pushes() == 0
+
+    # Without an API key the resume stops before the push, naming the step that needs the key.
+    no_key = deploy.run("deploy.tag", "101", "--yes", extra={"BUGZILLA_API_KEY": ""})
+    assert no_key.returncode != 0
+    assert no_key.stderr.strip().splitlines()[-1] == (
+        "error: no Bugzilla API key: set BUGZILLA_API_KEY (or python-bugzilla's bugzillarc); the "
+        f"remaining step of posting `git show 101` on bug {deploy.bug} needs it"
+    )
+    assert deploy.remote_tag() is None and deploy.pushes() == 0 and deploy.writes() == 0
 
     result = deploy.run("deploy.tag", "101", "--yes")
     assert result.returncode == 0, result.stderr
@@ -308,6 +414,9 @@ def test_no_signing_key_is_refused(deploy, empty_gpg_home):
 def test_no_api_key_is_refused(deploy):
     result = deploy.run("deploy.tag", "101", "--yes", extra={"BUGZILLA_API_KEY": ""})
     assert "no Bugzilla API key" in result.stderr
+    assert (
+        f"posting `git show 101` on bug {deploy.bug} needs it; nothing was tagged" in result.stderr
+    )
     deploy.assert_nothing_changed(result)
 
 

@@ -116,8 +116,8 @@ def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
 
     dry = is_dry(c, dry_run)
     name = deploy_steps.checked_tag_name(c, nnn)
-    git = deploy_steps.open_service_repo(c, repo)
-    client = deploy_steps.bugzilla_client(c, dry=dry, need_key=True)
+    git = deploy_steps.open_service_repo(c, repo, echo=dry)
+    client = deploy_steps.bugzilla_client(c, dry=dry, need_key=False)
     plan = deploy_steps.plan_tag(c, git, name, bug_id=bug, head=head, client=client, dry=dry)
     for line in deploy_steps.describe_plan(plan):
         info(line)
@@ -125,6 +125,7 @@ def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
         print(f"deploy tag {name} is complete: signed, pushed, and posted on {plan.bug_url}")
         print(f"next: invoke deploy.watch {name}")
         return
+    deploy_steps.require_api_key_for_comment(c, plan, dry=dry)
     if not dry:
         confirm(f"Tag, push and post {name} as listed above?", assume_yes=yes)
     deploy_steps.run_tag(git, plan, client, dry=dry)
@@ -147,10 +148,12 @@ def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
 def status_(c, nnn, repo=None, bug=None, json_=False):
     """Show each step of a deploy (bug, tag, push, comment, stage, prod, FIXED), live."""
     from lib import deploy_steps
+    from lib.settings import is_dry
 
     name = deploy_steps.checked_tag_name(c, nnn)
-    git = deploy_steps.open_service_repo(c, repo)
-    report = deploy_steps.deploy_status(c, git, name, bug_id=bug)
+    dry = is_dry(c)
+    git = deploy_steps.open_service_repo(c, repo, echo=dry)
+    report = deploy_steps.deploy_status(c, git, name, bug_id=bug, echo=dry)
     if json_:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -171,10 +174,14 @@ def status_(c, nnn, repo=None, bug=None, json_=False):
 def watch_(c, nnn, env="prod", timeout=None, interval=None, repo=None):
     """Poll /__version__ until the environment serves the tag's commit; reports /__heartbeat__."""
     from lib import deploy_steps
+    from lib.settings import is_dry
 
     name = deploy_steps.checked_tag_name(c, nnn)
-    git = deploy_steps.open_service_repo(c, repo)
-    message = deploy_steps.watch(c, git, name, env=env, timeout=timeout, interval=interval)
+    dry = is_dry(c)  # (watch changes nothing; under --dry it prints its git commands and GETs)
+    git = deploy_steps.open_service_repo(c, repo, echo=dry)
+    message = deploy_steps.watch(
+        c, git, name, env=env, timeout=timeout, interval=interval, echo=dry
+    )
     print(message)
 
 
@@ -196,10 +203,9 @@ def finish_(c, nnn, note=None, force=False, repo=None, bug=None, dry_run=False):
     from lib import deploy_steps
     from lib.settings import is_dry
 
+    dry = is_dry(c, dry_run)
     name = deploy_steps.checked_tag_name(c, nnn)
-    git = deploy_steps.open_service_repo(c, repo)
+    git = deploy_steps.open_service_repo(c, repo, echo=dry)
     print(
-        deploy_steps.finish(
-            c, git, name, notes=list(note or []), force=force, bug_id=bug, dry=is_dry(c, dry_run)
-        )
+        deploy_steps.finish(c, git, name, notes=list(note or []), force=force, bug_id=bug, dry=dry)
     )
