@@ -247,10 +247,10 @@ def test_finish_refuses_a_bug_closed_otherwise(tagged):
 
 def test_status_from_a_checkout_without_the_tag(tagged, tmp_path):
     """Another machine: the tag is only on the remote; status still finds the comment."""
-    from tests.deploy_fixtures import git
+    from tests.gitrepos import git
 
     other = tmp_path / "other"
-    git(tmp_path, "clone", "-q", "--no-tags", str(tagged.repo.remote), str(other))
+    git(tmp_path, "clone", "-q", "--no-tags", str(tagged.repo.remote_path), str(other))
     result = tagged.run("deploy.status", "101", "--json", "--repo", str(other))
     assert result.returncode == 0, result.stderr
     done = steps(result)

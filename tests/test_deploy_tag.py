@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_fixtures import SUMMARY, Deploy, git, git_env
+from tests.deploy_fixtures import SUMMARY, Deploy
 from tests.fake_bugzilla import RELENG
+from tests.gitrepos import git, git_env
 
 # -- the whole job, and a rerun that changes nothing --
 
@@ -193,7 +194,7 @@ def test_ssh_signed_tag(deploy, ssh_signing_key):
 
 def test_date_tags(deploy):
     today = datetime.date.today().strftime("%Y.%m.%d")
-    deploy.repo.tag_lightweight(today, "HEAD~1")
+    deploy.repo.tag(today, "HEAD~1", push=True)
     tag = f"{today}-2"
     bug = deploy.bz.add_bug(summary=SUMMARY.format(tag), product="Socorro", component="Infra")
     result = deploy.run("deploy.tag", tag, "--yes", extra={"INVOKE_DEPLOY_TAG_SCHEME": "date"})
@@ -301,7 +302,7 @@ def test_tag_pushed_from_another_machine_is_resumed(deploy, tmp_path):
     assert first.returncode == 0, first.stderr
     # A second checkout of the same remote, without the local tag.
     other = tmp_path / "other"
-    git(tmp_path, "clone", "-q", "--no-tags", str(deploy.repo.remote), str(other))
+    git(tmp_path, "clone", "-q", "--no-tags", str(deploy.repo.remote_path), str(other))
     git(other, "config", "user.email", "deployer@example.com", env=git_env())
     git(other, "config", "user.signingkey", deploy.repo.git("config", "user.signingkey").strip())
     result = deploy.run("deploy.tag", "101", "--yes", "--repo", str(other))
@@ -315,7 +316,7 @@ def test_tag_pushed_from_another_machine_is_resumed(deploy, tmp_path):
 
 def _behind(deploy: Deploy, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    git(tmp_path, "clone", "-q", str(deploy.repo.remote), str(other))
+    git(tmp_path, "clone", "-q", str(deploy.repo.remote_path), str(other))
     (other / "new.txt").write_text("x")
     git(other, "add", "new.txt")
     git(other, "commit", "-q", "-m", "someone else's change")

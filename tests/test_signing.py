@@ -9,15 +9,15 @@ import pytest
 
 from lib.errors import UserError
 from lib.signing import check_signing, signing_setup
-from tests.deploy_fixtures import DeployRepo, make_gpg_home, stop_gpg_home
+from tests.gitrepos import ServiceRepo, make_gpg_home, stop_gpg_home
 
 
-def _refs(repo: DeployRepo) -> str:
+def _refs(repo: ServiceRepo) -> str:
     return repo.git("for-each-ref")
 
 
 @pytest.fixture
-def gpg_env(monkeypatch, deploy_repo: DeployRepo):
+def gpg_env(monkeypatch, deploy_repo: ServiceRepo):
     monkeypatch.setenv("GNUPGHOME", deploy_repo.env["GNUPGHOME"])
     return deploy_repo
 
