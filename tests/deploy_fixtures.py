@@ -7,6 +7,7 @@ stage Dockerflow hosts, and `run()` for the real `invoke` binary in a clean envi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,14 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import clean_environ
 from tests.fake_bugzilla import (  # noqa: F401 (fixtures)
     RELENG,
     FakeBugzilla,
+    JournalEntry,
     fake_bugzilla,
     fake_bugzilla_upstream,
 )
 from tests.fake_dockerflow import FakeDockerflow
 from tests.gitrepos import (  # noqa: F401 (fixtures, registered through this plugin)
+    GpgKey,
     ServiceRepo,
     _deploy_repo_template,
     deploy_repo,
@@ -151,3 +155,81 @@ def deploy(
         stage=dockerflow_stage,
         pid_file=tmp_path / "invoke.pid",
     )
+
+
+@dataclass
+class TaggedTemplate:
+    """What one real `invoke deploy.tag 101 --yes` made: the checkout with the signed tag, and
+    the Bugzilla request that posted the `git show` comment."""
+
+    checkout: Path
+    bug: int
+    comment_request: JournalEntry
+
+
+@pytest.fixture(scope="session")
+def _tagged_template(
+    tmp_path_factory: pytest.TempPathFactory,
+    _deploy_repo_template: Path,  # noqa: F811
+    gpg_key: GpgKey,  # noqa: F811
+) -> TaggedTemplate:
+    """deploy.tag 101 run once per session, for real, on a copy of the deploy repository (so on
+    the same commits as every test's copy), against a fake Bugzilla of its own."""
+    root = tmp_path_factory.mktemp("tagged-template")
+    for name in ("service", "origin.git"):
+        shutil.copytree(_deploy_repo_template / name, root / name, symlinks=True)
+    repo = ServiceRepo(root, create=False, env={"GNUPGHOME": str(gpg_key.home)})
+    repo.git("remote", "set-url", "origin", str(repo.remote_path))
+    home = root / "home"
+    home.mkdir()
+    server = FakeBugzilla("bmo").start()
+    try:
+        bug = server.add_bug(
+            summary=SUMMARY.format("101"),
+            product="Socorro",
+            component="Infra",
+            description="deploy",
+        )
+        env = {
+            **clean_environ(home),
+            "GNUPGHOME": str(gpg_key.home),
+            "BUGZILLA_API_KEY": server.key_for(RELENG),
+            "INVOKE_BUGZILLA_URL": server.url,
+            "INVOKE_DEPLOY_REPO": str(repo.path),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT)]
+            + ["deploy.tag", "101", "--yes"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        (comment_request,) = server.writes()
+    finally:
+        server.stop()
+    return TaggedTemplate(repo.path, bug, comment_request)
+
+
+def replay_tag(deploy: Deploy, template: TaggedTemplate) -> None:
+    """Bring the results of the template's deploy.tag 101 into this test's systems the way
+    deploy.tag made them: the signed tag into the checkout, a push of only refs/tags/101 to the
+    remote (through its hooks), the same comment request to this test's Bugzilla (API key in
+    the header). The tag message and comment name the template's Bugzilla host."""
+    import requests
+
+    assert deploy.bug == template.bug  # each fake Bugzilla numbers its bugs the same way
+    deploy.repo.git("fetch", "-q", str(template.checkout), "refs/tags/101:refs/tags/101")
+    deploy.repo.push("refs/tags/101")
+    sent = template.comment_request
+    response = requests.request(
+        sent.method,
+        deploy.bz.base + sent.target,
+        json=sent.body,
+        headers={"X-BUGZILLA-API-KEY": deploy.bz.key_for(RELENG)},
+        timeout=30,
+    )
+    assert response.ok, response.text

@@ -7,16 +7,18 @@ import json
 
 import pytest
 
-from tests.deploy_fixtures import Deploy
+from tests.deploy_fixtures import Deploy, TaggedTemplate, replay_tag
 
 OLD = "b" * 40
 
 
 @pytest.fixture
-def tagged(deploy: Deploy) -> Deploy:
-    """deploy.tag 101 done; prod still serves 100, stage serves main."""
-    result = deploy.run("deploy.tag", "101", "--yes")
-    assert result.returncode == 0, result.stderr
+def tagged(deploy: Deploy, _tagged_template: TaggedTemplate) -> Deploy:
+    """deploy.tag 101 done (its real results, made once per session, replayed here); prod still
+    serves 100, stage serves main."""
+    replay_tag(deploy, _tagged_template)
+    deploy.assert_complete()
+    assert deploy.writes() == 1
     deploy.prod.serve(deploy.repo.head("100"), "100")
     deploy.stage.serve(deploy.repo.head("main"), "main")
     return deploy
