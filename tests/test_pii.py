@@ -129,6 +129,35 @@ def test_full_flow_from_request_to_resolved_bug(bugzilla_server, pii):
     assert manager["state"] == "answered"
     assert manager["answered_by"] == "engineer@mozilla.com"
     assert manager["reply"] == "Their manager confirmed this by email; clearing the needinfo."
+    assert manager["replied_by_person"] is False
+    assert state["requests"][0]["replied_by_person"] is True
+    assert state["ready_to_grant"] is False
+    assert "--accept-answer-from-others" in state["next_step"]
+
+    # Someone else's answer is not the manager's: grant refuses, pii.request asks again.
+    writes = len(server.writes())
+    result = pii(server, "pii.grant", str(bug_id), "--yes")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot grant: {MANAGER} did not reply to the manager confirmation request "
+        f"themselves (needinfo cleared by engineer@mozilla.com with a comment); ask again with "
+        f"`invoke pii.request {bug_id} --requester {REQUESTER} --manager {MANAGER}`, or accept "
+        f"that answer with --accept-answer-from-others"
+    )
+    assert len(server.writes()) == writes
+    result = pii(server, *request_args(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert f"asking again, since {MANAGER} did not reply" in result.stderr
+    assert f"asked {MANAGER} for the manager confirmation" in result.stdout
+    assert f"asked {REQUESTER}" not in result.stdout
+    assert server.needinfos(bug_id) == [MANAGER]
+    assert len(server.writes()) == writes + 1
+    assert pii(server, "pii.grant", str(bug_id), "--yes").returncode == 1
+    server.act_as(MANAGER).comment(bug_id, "Confirmed: needed for crash triage.")
+    state = status_json(pii, server, bug_id)
+    manager = state["requests"][1]
+    assert (manager["answered_by"], manager["replied_by_person"]) == (MANAGER, True)
+    assert manager["reply"] == "Confirmed: needed for crash triage."
     assert state["ready_to_grant"] is True
 
     # 5. Grant: without a terminal --yes is required; then the admin step and the reply.
@@ -288,6 +317,7 @@ def test_bmo_requestee_comment_alone_answers(fake_bugzilla, pii):
         "answered_at": None,
         "reply": "Yes, needed for crash triage.",
         "comment_count": 2,
+        "replied_by_person": True,
     }
 
 
@@ -324,10 +354,11 @@ def test_needinfo_cleared_without_reply_and_bug_closed_by_hand(fake_bugzilla, pi
     result = pii(fake_bugzilla, "pii.status", str(bug_id))
     assert result.returncode == 0, result.stderr
     assert f"access agreement ({REQUESTER}): answered by engineer@mozilla.com at " in result.stdout
-    assert "(no reply comment)" in result.stdout
-    assert f"both answered: read the replies, then run `invoke pii.grant {bug_id}`" in (
+    assert f"(no reply comment) [no reply from {REQUESTER}]" in result.stdout
+    assert f"{REQUESTER} did not reply to the access agreement request themselves" in (
         result.stdout
     )
+    assert f"`invoke pii.grant {bug_id} --accept-answer-from-others`" in result.stdout
     fake_bugzilla.act_as(RELENG).update(bug_id, status="RESOLVED", resolution="WONTFIX")
     writes = len(fake_bugzilla.writes())
     result = pii(fake_bugzilla, "pii.grant", str(bug_id), "--yes")
@@ -350,3 +381,56 @@ def test_confidential_bug_needs_a_key(fake_bugzilla, pii):
     result = pii(fake_bugzilla, *request_args(bug_id))
     assert result.returncode == 0, result.stderr
     assert fake_bugzilla.needinfos(bug_id) == [REQUESTER, MANAGER]
+
+
+def test_needinfo_cleared_by_someone_else_is_no_confirmation(bugzilla_server, pii):
+    """The tester's case: engineer@ clears the manager's needinfo without a word."""
+    server = bugzilla_server
+    bug_id = access_bug(server)
+    assert pii(server, *request_args(bug_id)).returncode == 0
+    server.act_as(REQUESTER).comment(bug_id, "I agree to these terms.")
+    server.act_as("engineer@mozilla.com").clear_needinfo(bug_id, MANAGER)
+    result = pii(server, "pii.status", str(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"manager confirmation ({MANAGER}): answered by engineer@mozilla.com at " in result.stdout
+    )
+    assert f"(no reply comment) [no reply from {MANAGER}]" in result.stdout
+    writes = len(server.writes())
+    result = pii(server, "pii.grant", str(bug_id), "--yes")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (
+        f"cannot grant: {MANAGER} did not reply to the manager confirmation request themselves "
+        f"(needinfo cleared by engineer@mozilla.com without a comment)" in result.stderr
+    )
+    assert "--accept-answer-from-others" in result.stderr
+    assert len(server.writes()) == writes and server.bug(bug_id)["is_open"] is True
+    result = pii(server, "--help", "pii.grant")
+    assert "--accept-answer-from-others" in result.stdout
+
+    # The explicit override says whose answer it accepts, then grants.
+    result = pii(server, "pii.grant", str(bug_id), "--yes", "--accept-answer-from-others")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"accepting the answer of engineer@mozilla.com for the manager confirmation asked of "
+        f"{MANAGER} (--accept-answer-from-others)" in result.stderr
+    )
+    assert result.stderr.count("accepting the answer") == 1  # the requester answered herself
+    bug = server.bug(bug_id)
+    assert (bug["status"], bug["resolution"]) == ("RESOLVED", "FIXED")
+
+
+def test_reply_before_the_request_does_not_answer_it(fake_bugzilla_upstream, pii):
+    """Only a reply after the request counts (upstream: comments leave the needinfo alone)."""
+    server = fake_bugzilla_upstream
+    bug_id = access_bug(server)
+    server.act_as(MANAGER).comment(bug_id, "I support this.")
+    assert pii(server, *request_args(bug_id)).returncode == 0
+    server.act_as(REQUESTER).comment(bug_id, "I agree.")
+    server.act_as("engineer@mozilla.com").clear_needinfo(bug_id, MANAGER)
+    state = status_json(pii, server, bug_id)
+    assert [r["replied_by_person"] for r in state["requests"]] == [True, False]
+    result = pii(server, "pii.grant", str(bug_id), "--yes")
+    assert result.returncode == 1 and "cannot grant" in result.stderr
+    assert server.bug(bug_id)["is_open"] is True
