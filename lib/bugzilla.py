@@ -42,6 +42,7 @@ _CODE_INVALID_KEY = 306
 _CODE_LOGIN_REQUIRED = 410
 _CODE_NO_RESOURCE = 32614
 _CODE_NOT_A_PARAM = 53
+_CODE_NO_SUCH_VALUE = 51
 _CODE_TYPE_REQUIRED = 135
 
 
@@ -586,20 +587,36 @@ class BugzillaClient:
             self._would_send("POST", "/bug", body(with_type))
             return 0
         bz = self._connect()
-        try:
-            created = self._guard(
-                lambda: bz.createbug(body(with_type)),
-                context,
-                allow=(_CODE_NOT_A_PARAM, _CODE_TYPE_REQUIRED),
-            )
-        except _Allowed as allowed:
-            # The server disagrees about bug types: 53 = "type" unknown, 135 = "type" required.
-            if (allowed.code == _CODE_NOT_A_PARAM) != with_type:
-                raise UserError(
-                    f"Bugzilla refused the request: {allowed.message}".rstrip()
-                ) from None
-            created = self._guard(lambda: bz.createbug(body(not with_type)), context)
-        return int(created.bug_id)
+        typed, type_switched = with_type, False
+        # At most three attempts: one type switch and one retry without the priority.
+        for _attempt in range(3):
+            try:
+                created = self._guard(
+                    lambda typed=typed: bz.createbug(body(typed)),
+                    context,
+                    allow=(_CODE_NOT_A_PARAM, _CODE_TYPE_REQUIRED, _CODE_NO_SUCH_VALUE),
+                )
+                return int(created.bug_id)
+            except _Allowed as allowed:
+                message = re.sub(r"\s*\(code=-?\d+\)$", "", allowed.message)
+                if allowed.code == _CODE_NO_SUCH_VALUE:
+                    if "priority" in params and re.search(r"\bpriority\b", message, re.I):
+                        # Upstream's stock priorities are Highest..Lowest, not P1..P5.
+                        from lib.console import info
+
+                        info(
+                            f"note: this Bugzilla has no priority {params.pop('priority')!r}; "
+                            f"the bug gets the server's default priority"
+                        )
+                        continue
+                    raise self._coded_error(allowed.code, message, context) from None
+                # The server disagrees about bug types: 53 = "type" unknown, 135 = "type" required.
+                if type_switched or (allowed.code == _CODE_NOT_A_PARAM) != typed:
+                    raise UserError(
+                        f"Bugzilla refused the request: {message} (code {allowed.code})"
+                    ) from None
+                typed, type_switched = not typed, True
+        raise UserError("Bugzilla refused to file the bug after three attempts")
 
     def _check_comment(self, text: str) -> None:
         if len(text) > MAX_COMMENT_LENGTH:

@@ -84,6 +84,30 @@ def test_create_recovers_when_server_disagrees_about_types(fake_bugzilla_upstrea
     assert [e.status for e in server.requests("POST")] == [400, 200]
 
 
+def test_create_on_stock_upstream_drops_an_unknown_priority(fake_bugzilla_upstream, capsys):
+    """Stock upstream 5.0/5.2 priorities are Highest..Lowest/---: P2 is refused (code 51)."""
+    server = fake_bugzilla_upstream
+    assert "P2" not in server.priorities
+    bug_id = file_bug(client(server), priority="P2", assignee="engineer@mozilla.com")
+    bug = server.bug(bug_id)
+    assert bug["priority"] == "---" and bug["assigned_to"] == "engineer@mozilla.com"
+    assert bug["summary"] == "socorro deploy: 101"
+    posts = server.requests("POST", "/rest/bug")
+    assert [(e.status, e.body.get("priority")) for e in posts] == [(404, "P2"), (200, None)]
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "note: this Bugzilla has no priority 'P2'; the bug gets the server's default priority"
+    )
+    # A priority the server knows is kept, with no note.
+    bug_id = file_bug(client(server), priority="High")
+    assert server.bug(bug_id)["priority"] == "High" and capsys.readouterr().err == ""
+    # Other code-51 refusals are still errors, and nothing is retried for them.
+    before = len(server.requests("POST"))
+    message = error_of(lambda: file_bug(client(server), priority="P2", assignee="ghost@x.org"))
+    assert message == "unknown Bugzilla user 'ghost@x.org' (code 51)"
+    assert len(server.bugs) == 2 and len(server.requests("POST")) - before == 2
+
+
 def test_create_bad_type_is_refused_before_sending(fake_bugzilla):
     with pytest.raises(UserError, match="bug type must be one of"):
         file_bug(client(fake_bugzilla), bug_type="chore")
