@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from lib.errors import UserError
 
@@ -56,7 +56,8 @@ def api_key_from_environment(url: str) -> str | None:
     key = os.environ.get("BUGZILLA_API_KEY", "").strip()
     if key:
         return key
-    netloc = urlsplit(url).netloc
+    netloc = _host_port(url)
+    url = public_url(url)
     found: str | None = None
     for name in BUGZILLARC_FILES:
         path = Path(os.path.expanduser(name))
@@ -76,28 +77,52 @@ def api_key_from_environment(url: str) -> str | None:
 
 
 # ---------------------------------------------------------------------- URLs
+_USERINFO = re.compile(r"(?<=//)[^/?#@\s]*@")
+
+
+def public_url(url: str) -> str:
+    """`url` without its ``user:password@`` part: the only form that may be printed."""
+    return _USERINFO.sub("", str(url))
+
+
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """The (user, password) of a ``https://user:password@host/`` URL, decoded; else None."""
+    parts = urlsplit(url.strip())
+    if parts.username is None and parts.password is None:
+        return None
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
 def rest_base(url: str) -> str:
-    """Normalise a configured URL to the REST base python-bugzilla needs (``.../rest/``)."""
+    """Normalise a configured URL to the REST base python-bugzilla needs (``.../rest/``).
+
+    Any ``user:password@`` is dropped (the client sends it as HTTP basic auth instead).
+    """
     url = url.strip()
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
         raise UserError(
             f"bugzilla.url must be an http(s) URL such as https://bugzilla.mozilla.org/rest/, "
-            f"not {url!r}"
+            f"not {public_url(url)!r}"
         )
     path = parts.path
     if re.search(r"/rest(\.cgi)?/?$", path):
         path = path if path.endswith("/") else path + "/"
     else:
         path = path.rstrip("/") + "/rest/"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, _host_port(url), path, "", ""))
+
+
+def _host_port(url: str) -> str:
+    """The netloc of `url` without user:password."""
+    return urlsplit(url).netloc.rpartition("@")[2]
 
 
 def web_base(rest_url: str) -> str:
     """The web root of the Bugzilla whose REST base is `rest_url` (no trailing slash)."""
     parts = urlsplit(rest_url.strip())
     path = re.sub(r"/rest(\.cgi)?/?$", "", parts.path).rstrip("/")
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, _host_port(rest_url.strip()), path, "", ""))
 
 
 def enter_bug_url(
@@ -188,8 +213,11 @@ class BugzillaClient:
             ) from None
         if self.timeout <= 0:
             raise UserError(f"bugzilla.timeout must be positive, not {timeout!r}")
+        #: The REST base and web root, never with the user:password of bugzilla.url...
         self.url = rest_base(url)
         self.web_url = web_base(self.url)
+        #: ...which goes as HTTP basic auth instead (e.g. a Bugzilla behind a proxy login).
+        self._basic_auth = url_credentials(url)
         self.api_key = (api_key or "").strip() or None
         self.auth = auth
         self.dry_run = dry_run
@@ -200,6 +228,8 @@ class BugzillaClient:
         self._whoami_known = False
         if self.api_key:
             _protect_logs(self.api_key)
+        if self._basic_auth and self._basic_auth[1]:
+            _protect_logs(self._basic_auth[1])
 
     # ------------------------------------------------------------- connection
     def _session(self, header_key: str | None) -> Any:
@@ -213,6 +243,8 @@ class BugzillaClient:
                 return super().request(method, url, **kwargs)
 
         session = _TimedSession()
+        if self._basic_auth:
+            session.auth = self._basic_auth
         if header_key:
             session.headers["X-BUGZILLA-API-KEY"] = header_key
         return session
@@ -313,9 +345,11 @@ class BugzillaClient:
         return data if isinstance(data, dict) and data.get("error") else None
 
     def _scrub(self, text: str) -> str:
-        text = _one_line(text)
+        text = public_url(_one_line(text))
         if self.api_key:
             text = text.replace(self.api_key, MASK)
+        if self._basic_auth and self._basic_auth[1]:
+            text = text.replace(self._basic_auth[1], MASK)
         text = re.sub(r"(Bugzilla_api_key|api_key)=[^&\s]*", r"\1=" + MASK, text)
         return text
 

@@ -12,6 +12,7 @@ from lib.bugzilla import (
     BugzillaClient,
     api_key_from_environment,
     enter_bug_url,
+    public_url,
     rest_base,
 )
 from lib.errors import UserError
@@ -367,6 +368,56 @@ def test_dry_run_sends_no_write(bugzilla_server, capsys):
     assert f"would send PUT {bugzilla_server.url}bug/{bug_id}" in err
     assert '"requestee": "engineer@mozilla.com"' in err and '"resolution": "FIXED"' in err
     assert KEY not in err
+
+
+# ------------------------------------------------------------------ user:password in the URL
+def with_login(url: str, login: str = "me:s3cr%40t") -> str:
+    return url.replace("http://", f"http://{login}@", 1)
+
+
+def test_url_credentials_are_sent_as_basic_auth_never_printed(bugzilla_server, capsys):
+    import base64
+
+    server = bugzilla_server
+    bz = BugzillaClient(with_login(server.url), KEY)
+    assert bz.url == server.url and bz.web_url == server.base
+    bug_id = file_bug(bz)
+    assert bz.bug_url(bug_id) == f"{server.base}/show_bug.cgi?id={bug_id}"
+    assert bz.get_bug(bug_id)["url"] == bz.bug_url(bug_id)
+    basic = "Basic " + base64.b64encode(b"me:s3cr@t").decode()
+    assert {e.headers.get("Authorization") for e in server.journal} == {basic}
+    assert all("s3cr" not in e.target for e in server.journal)
+
+    # Errors: server failure, refusal, timeout, unreachable.
+    server.add_fault("/rest/bug/*", status=500)
+    server.add_fault("/rest/bug/*", method="PUT", status=None, delay=1.0)
+    server.add_fault("/rest/bug/*", status=404, body="no such page", content_type="text/plain")
+    messages = [
+        error_of(lambda: bz.get_bug(bug_id)),
+        error_of(
+            lambda: BugzillaClient(with_login(server.url), KEY, timeout=0.3).add_comment(
+                bug_id, "x"
+            )
+        ),
+        error_of(lambda: bz.get_bug(bug_id)),
+        error_of(lambda: bz.get_bug(4242)),
+    ]
+    server.stop()
+    messages.append(error_of(lambda: BugzillaClient(with_login(server.url), KEY).get_bug(1)))
+    messages.append(error_of(lambda: BugzillaClient("ftp://me:s3cr%40t@x/", KEY)))
+    for message in messages:
+        assert "s3cr" not in message and "me:" not in message, message
+    assert messages[0].startswith(f"Bugzilla at {server.base} failed with HTTP 500")
+
+    # Dry runs and links.
+    dry = BugzillaClient(with_login(server.url), KEY, dry_run=True)
+    dry.update_bug(bug_id, {"comment": {"comment": "x"}})
+    assert "s3cr" not in capsys.readouterr().err
+    link = enter_bug_url(
+        with_login(server.url), product="Socorro", component="Infra", summary="s", description="d"
+    )
+    assert link.startswith(f"{server.base}/enter_bug.cgi?")
+    assert public_url("https://u:p@bugzilla.example/rest/") == "https://bugzilla.example/rest/"
 
 
 # ------------------------------------------------------------------ helpers

@@ -434,3 +434,27 @@ def test_reply_before_the_request_does_not_answer_it(fake_bugzilla_upstream, pii
     result = pii(server, "pii.grant", str(bug_id), "--yes")
     assert result.returncode == 1 and "cannot grant" in result.stderr
     assert server.bug(bug_id)["is_open"] is True
+
+
+def test_login_in_bugzilla_url_is_never_printed(fake_bugzilla, pii):
+    server = fake_bugzilla
+    bug_id = access_bug(server)
+    url = server.url.replace("http://", "http://me:s3cret@", 1)
+    env = {"INVOKE_BUGZILLA_URL": url}
+    for args in (
+        ("pii.status", str(bug_id)),
+        ("--dry", *request_args(bug_id)),
+        ("pii.status", "4242"),
+    ):
+        result = pii(server, *args, extra_env=env)
+        output = result.stdout + result.stderr
+        assert "s3cret" not in output and "me:" not in output, output
+    result = pii(server, *request_args(bug_id), extra_env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"on {server.base}/show_bug.cgi?id={bug_id}" in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr
+    assert all(e.headers.get("Authorization", "").startswith("Basic ") for e in server.journal)
+    server.stop()
+    result = pii(server, "pii.status", str(bug_id), extra_env=env)
+    assert result.returncode == 1 and f"cannot reach Bugzilla at {server.base}" in result.stderr
+    assert "s3cret" not in result.stderr
