@@ -34,6 +34,8 @@ AUTH_MODES = ("auto", "header", "param")
 BUG_TYPES = ("defect", "enhancement", "task")
 MAX_COMMENT_LENGTH = 65535
 MASK = "********"
+#: Requests that change nothing on the server (the only ones a dry run sends).
+_READ_METHODS = ("GET", "HEAD")
 #: Bug ids per search request (about 11 characters each in the URL).
 _IDS_PER_REQUEST = 200
 
@@ -226,6 +228,8 @@ class BugzillaClient:
         self._bz: Any = None
         self._whoami: str | None = None
         self._whoami_known = False
+        #: The method of the latest request (a timeout after a write may have applied it).
+        self._last_method: str | None = None
         if self.api_key:
             _protect_logs(self.api_key)
         if self._basic_auth and self._basic_auth[1]:
@@ -233,16 +237,31 @@ class BugzillaClient:
 
     # ------------------------------------------------------------- connection
     def _session(self, header_key: str | None) -> Any:
+        """The requests session every request of this client goes through.
+
+        It applies bugzilla.timeout, remembers the method (for timeout messages) and, in a dry
+        run, prints each read it performs and refuses to send anything else.
+        """
         import requests
 
-        timeout = self.timeout
+        client = self
 
-        class _TimedSession(requests.Session):
+        class _ClientSession(requests.Session):
             def request(self, method: str, url: str, **kwargs: Any) -> Any:
-                kwargs["timeout"] = timeout
+                method = method.upper()
+                kwargs["timeout"] = client.timeout
+                client._last_method = method
+                if client.dry_run:
+                    shown = client._shown_url(method, url, kwargs.get("params"))
+                    if method not in _READ_METHODS:
+                        # Writes are printed by _would_send and never reach the session.
+                        raise UserError(f"a dry run must not send {method} {shown}; nothing sent")
+                    from lib.console import info
+
+                    info(f"dry-run: runs read-only: {method} {shown}")
                 return super().request(method, url, **kwargs)
 
-        session = _TimedSession()
+        session = _ClientSession()
         if self._basic_auth:
             session.auth = self._basic_auth
         if header_key:
@@ -450,12 +469,36 @@ class BugzillaClient:
         return UserError(f"Bugzilla refused the request: {message} (code {code})")
 
     # ------------------------------------------------------------- dry run
+    def _shown_url(self, method: str, url: str, params: Any) -> str:
+        """The request's full URL as it may be printed: no user:password, the key masked."""
+        import requests
+
+        try:
+            full = requests.Request(method, url, params=params or {}).prepare().url or url
+        except Exception:  # an unpreparable URL is printed as given
+            full = url
+        return self._scrub(full)
+
+    def _dry_connect(self) -> None:
+        """Connect as a real run would (its reads are shown); a failure is only reported."""
+        if self._bz is not None:
+            return
+        try:
+            self._connect()
+        except UserError as exc:
+            from lib.console import info
+
+            info(f"dry-run: note: a real run would stop here: {exc}")
+
     def _would_send(self, method: str, path: str, body: dict[str, Any]) -> None:
+        """Print a write a real run would send: method, URL, JSON body (the key masked)."""
         text = json.dumps(body, indent=2, ensure_ascii=False, sort_keys=True)
         if self.api_key:
             text = text.replace(self.api_key, MASK)
-        url = self.url.rstrip("/") + path
-        print(f"dry run: would send {method} {url}\n{text}", file=sys.stderr, flush=True)
+        url = self._scrub(self.url.rstrip("/") + path)
+        if self.auth_used == "param":
+            url += f"?Bugzilla_api_key={MASK}"
+        print(f"dry-run: would send {method} {url}\n{text}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------- reads
     def bug_url(self, bug_id: int) -> str:
@@ -665,6 +708,7 @@ class BugzillaClient:
         body = dict(changes)
         body["ids"] = [bug_id]
         if self.dry_run:
+            self._dry_connect()
             self._would_send("PUT", f"/bug/{bug_id}", body)
             return {}
         bz = self._connect()

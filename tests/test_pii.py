@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from urllib.parse import parse_qs, urlsplit
 
 import bugzilla
 import pytest
@@ -283,7 +285,8 @@ def test_dry_run_posts_nothing(bugzilla_server, pii):
     result = pii(server, "--dry", *request_args(bug_id))
     assert result.returncode == 0, result.stderr
     assert f"would ask {REQUESTER}" in result.stdout
-    assert f"dry run: would send PUT {server.url}bug/{bug_id}" in result.stderr
+    masked = "?Bugzilla_api_key=********" if server.mode == "upstream" else ""
+    assert f"dry-run: would send PUT {server.url}bug/{bug_id}{masked}\n" in result.stderr
     assert '"requestee": "manager@mozilla.com"' in result.stderr
     assert server.writes() == []
 
@@ -293,7 +296,7 @@ def test_dry_run_posts_nothing(bugzilla_server, pii):
     writes = len(server.writes())
     result = pii(server, "--dry", "pii.grant", str(bug_id))
     assert result.returncode == 0, result.stderr
-    assert ADMIN_LINK in result.stdout and "dry run: would post" in result.stdout
+    assert ADMIN_LINK in result.stdout and "dry-run: would post" in result.stdout
     assert '"resolution": "FIXED"' in result.stderr
     assert len(server.writes()) == writes
     assert server.bug(bug_id)["is_open"] is True
@@ -458,3 +461,51 @@ def test_login_in_bugzilla_url_is_never_printed(fake_bugzilla, pii):
     result = pii(server, "pii.status", str(bug_id), extra_env=env)
     assert result.returncode == 1 and f"cannot reach Bugzilla at {server.base}" in result.stderr
     assert "s3cret" not in result.stderr
+
+
+_DRY_LINE = re.compile(r"^dry-run: (runs read-only|would send):? ([A-Z]+) (\S+)$", re.M)
+
+
+def _comparable(method: str, target: str, query: dict[str, list[str]] | None = None) -> tuple:
+    """(method, path, query without API keys): what a dry-run line and a journal entry share."""
+    parts = urlsplit(target)
+    query = parse_qs(parts.query, keep_blank_values=True) if query is None else query
+    kept = {k: sorted(v) for k, v in query.items() if k not in ("Bugzilla_api_key", "api_key")}
+    return method, parts.path, sorted(kept.items())
+
+
+def test_dry_run_prints_every_request_of_a_real_run(bugzilla_server, pii):
+    """Each dry run prints exactly the requests (reads and writes) of the same real run."""
+    server = bugzilla_server
+    bug_id = access_bug(server)
+
+    def dry_then_real(*args: str) -> None:
+        start = len(server.journal)
+        dry = pii(server, "--dry", *args)
+        assert dry.returncode == 0, dry.stderr
+        dry_entries = server.journal[start:]
+        assert all(e.method == "GET" for e in dry_entries)
+        printed = _DRY_LINE.findall(dry.stderr)
+        reads = [line for line in printed if line[0] == "runs read-only"]
+        # What the dry run itself read from the server, it printed, in order.
+        assert [_comparable(m, url) for _, m, url in reads] == [
+            _comparable(e.method, e.path, e.query) for e in dry_entries
+        ]
+        assert KEY not in dry.stderr
+        assert re.search(r"api_key=(?!\*{8}[&\s])", dry.stderr) is None, dry.stderr
+        start = len(server.journal)
+        real = pii(server, *args)
+        assert real.returncode == 0, real.stderr
+        real_entries = server.journal[start:]
+        assert any(e.method == "PUT" for e in real_entries)
+        assert [_comparable(m, url) for _, m, url in printed] == [
+            _comparable(e.method, e.path, e.query) for e in real_entries
+        ]
+
+    dry_then_real(*request_args(bug_id))
+    server.act_as(REQUESTER).comment(bug_id, "I agree.")
+    server.act_as(MANAGER).comment(bug_id, "Confirmed.")
+    dry_then_real("pii.grant", str(bug_id), "--yes")
+    assert server.bug(bug_id)["status"] == "RESOLVED"
+    if server.mode == "upstream":  # the key went as a parameter: masked in what was printed
+        assert any(e.key_in_url for e in server.journal)

@@ -136,11 +136,11 @@ def grant(c, bug, yes=False, accept_answer_from_others=False):
     print(f'  2. open the account of {requester}, add it to the "{group}" group, and save')
     print("     (no account listed: ask them to log in to Crash Stats once, then come back)")
     if client.dry_run:
-        info("dry run: not asking for confirmation")
+        info("dry-run: not asking for confirmation")
     else:
         confirm(f'Is {requester} in the "{group}" group now?', yes)
     client.resolve_fixed(bug_id, text)
     if client.dry_run:
-        print(f"dry run: would post the access-granted reply and resolve {state.url} FIXED")
+        print(f"dry-run: would post the access-granted reply and resolve {state.url} FIXED")
     else:
         print(f"posted the access-granted reply and resolved {state.url} FIXED")
