@@ -378,9 +378,20 @@ class BugzillaClient:
 
         where = self.web_url
         if isinstance(exc, requests.exceptions.Timeout):
+            late = f"Bugzilla at {where} did not answer within {self.timeout:g} seconds"
+            if isinstance(exc, requests.exceptions.ConnectTimeout):
+                return UserError(
+                    f"{late} (bugzilla.timeout) to a connection attempt, so this request was "
+                    f"not sent; rerun when it is reachable"
+                )
+            if self._last_method not in _READ_METHODS:
+                return UserError(
+                    f"{late} (bugzilla.timeout) to a {self._last_method} that changes the bug: "
+                    f"the change may or may not have been applied; rerunning is safe, since "
+                    f"each task checks the bug before changing it"
+                )
             return UserError(
-                f"Bugzilla at {where} did not answer within {self.timeout:g} seconds "
-                f"(bugzilla.timeout); nothing more was sent"
+                f"{late} (bugzilla.timeout) to a read request; try again, or raise bugzilla.timeout"
             )
         if isinstance(exc, requests.exceptions.ConnectionError):
             return UserError(

@@ -250,6 +250,30 @@ def test_timeout(bugzilla_server):
     assert "did not answer within 0.3 seconds" in message
 
 
+def test_timeout_after_a_write_says_it_may_have_been_applied(bugzilla_server):
+    import time
+
+    server = bugzilla_server
+    bug_id = server.add_bug(summary="s")
+    bz = client(server, timeout=0.3)
+    bz.get_bug(bug_id)
+    server.add_fault(f"/rest/bug/{bug_id}", method="PUT", status=None, delay=1.0)
+    message = error_of(lambda: bz.add_comment(bug_id, "Deployed."))
+    assert message.startswith(f"Bugzilla at {server.base} did not answer within 0.3 seconds")
+    assert "to a PUT that changes the bug: the change may or may not have been applied" in message
+    assert "rerunning is safe, since each task checks the bug before changing it" in message
+    assert "nothing more was sent" not in message
+    for _ in range(50):  # the server applies it once its delay is over
+        if len(server.comments(bug_id)) == 2:
+            break
+        time.sleep(0.1)
+    assert server.comments(bug_id)[-1]["text"] == "Deployed."
+    # A read that times out says so, and nothing about changes.
+    server.add_fault(f"/rest/bug/{bug_id}", method="GET", status=None, delay=1.0)
+    message = error_of(lambda: bz.get_bug(bug_id))
+    assert "0.3 seconds (bugzilla.timeout) to a read request; try again" in message
+
+
 def test_invalid_key(bugzilla_server):
     bz = client(bugzilla_server, key="revoked-key-123")
     assert error_of(lambda: bz.get_bug(1)).startswith("the Bugzilla API key is invalid (code 306)")

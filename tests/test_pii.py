@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import bugzilla
@@ -509,3 +510,25 @@ def test_dry_run_prints_every_request_of_a_real_run(bugzilla_server, pii):
     assert server.bug(bug_id)["status"] == "RESOLVED"
     if server.mode == "upstream":  # the key went as a parameter: masked in what was printed
         assert any(e.key_in_url for e in server.journal)
+
+
+def test_timeout_on_a_post_then_rerun(fake_bugzilla, pii):
+    """The first comment reached the server but its answer came too late: the rerun completes."""
+    server = fake_bugzilla
+    bug_id = access_bug(server)
+    server.add_fault(f"/rest/bug/{bug_id}", method="PUT", status=None, delay=1.5)
+    result = pii(server, *request_args(bug_id), extra_env={"INVOKE_BUGZILLA_TIMEOUT": "0.5"})
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "did not answer within 0.5 seconds (bugzilla.timeout) to a PUT" in result.stderr
+    assert "the change may or may not have been applied; rerunning is safe" in result.stderr
+    for _ in range(50):  # the server finishes the delayed request
+        if server.needinfos(bug_id):
+            break
+        time.sleep(0.1)
+    assert server.needinfos(bug_id) == [REQUESTER]
+    result = pii(server, *request_args(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert "access agreement request was already posted" in result.stderr
+    assert server.needinfos(bug_id) == [REQUESTER, MANAGER]
+    assert len(server.comments(bug_id)) == 3
