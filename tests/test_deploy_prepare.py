@@ -427,3 +427,19 @@ def test_git_never_sees_the_secrets(invoke, tagged_repo, tmp_path):
     seen = log.read_text()
     assert "GIT_TERMINAL_PROMPT=0" in seen  # the shim really ran for our git calls
     assert "bz-secret-value" not in seen and "crash-secret-value" not in seen
+
+
+def test_template_errors_name_the_file_and_line(invoke, tagged_repo, tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    summary = custom / "deploy_bug_summary.txt.j2"
+    summary.write_text("{{ project }}\n{{ no_such_value }}\n")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert f"{summary}, line 2" in line and "no_such_value" in line
+    summary.write_bytes(b"\xff\xfe not utf-8")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert "is not UTF-8" in line
