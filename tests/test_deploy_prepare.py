@@ -179,24 +179,24 @@ def test_ahead_of_remote(invoke, service_repo):
     assert "1 commit(s) ahead of origin/main" in line and "git push origin main" in line
 
 
-def test_behind_remote(invoke, service_repo, tmp_path):
+def push_from_elsewhere(repo: ServiceRepo, tmp_path) -> None:
+    """Someone else pushes a commit to the remote's main."""
     other = tmp_path / "other"
-    git(tmp_path, "clone", "--quiet", str(service_repo.remote_path), str(other))
+    git(tmp_path, "clone", "--quiet", str(repo.remote_path), str(other))
     (other / "f.txt").write_text("x")
     git(other, "add", "f.txt")
     git(other, "commit", "--quiet", "-m", "pushed by someone else")
     git(other, "push", "--quiet", "origin", "main")
+
+
+def test_behind_remote(invoke, service_repo, tmp_path):
+    push_from_elsewhere(service_repo, tmp_path)
     line = fail(invoke, service_repo.path)
     assert "behind origin/main" in line and "git pull --ff-only origin main" in line
 
 
 def test_diverged_from_remote(invoke, service_repo, tmp_path):
-    other = tmp_path / "other"
-    git(tmp_path, "clone", "--quiet", str(service_repo.remote_path), str(other))
-    (other / "f.txt").write_text("x")
-    git(other, "add", "f.txt")
-    git(other, "commit", "--quiet", "-m", "theirs")
-    git(other, "push", "--quiet", "origin", "main")
+    push_from_elsewhere(service_repo, tmp_path)
     service_repo.commit("ours")
     assert "have diverged" in fail(invoke, service_repo.path)
 

@@ -196,33 +196,22 @@ def test_invalid_api_key(invoke, deploy_repo, bugzilla_server):
     assert "invalid" in line and "306" in line
 
 
-def test_unknown_product(invoke, deploy_repo, bugzilla_server):
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("INVOKE_BUGZILLA_PRODUCT", "Nope"), ("INVOKE_BUGZILLA_COMPONENT", "Nowhere")],
+)
+def test_unknown_product_or_component(invoke, deploy_repo, bugzilla_server, variable, value):
     result = invoke(
         "deploy.prepare",
         "--repo",
         str(deploy_repo.path),
         "--file-bug",
-        extra_env={**bz_env(bugzilla_server), "INVOKE_BUGZILLA_PRODUCT": "Nope"},
+        extra_env={**bz_env(bugzilla_server), variable: value},
     )
     assert result.returncode != 0
-    assert "Nope" in result.stderr and "Traceback" not in result.stderr
+    assert value in result.stderr and "Traceback" not in result.stderr
     assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1
-
-
-def test_unknown_component(invoke, deploy_repo, bugzilla_server):
-    result = invoke(
-        "deploy.prepare",
-        "--repo",
-        str(deploy_repo.path),
-        "--file-bug",
-        extra_env={**bz_env(bugzilla_server), "INVOKE_BUGZILLA_COMPONENT": "Nowhere"},
-    )
-    assert result.returncode != 0
-    assert "Nowhere" in result.stderr and "Traceback" not in result.stderr
-    assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1
-    assert not bugzilla_server.bugs or all(
-        b["summary"] != "socorro deploy: 101" for b in bugzilla_server.bugs.values()
-    )
+    assert all(b["summary"] != "socorro deploy: 101" for b in bugzilla_server.bugs.values())
 
 
 def test_unknown_assignee(invoke, deploy_repo, bugzilla_server):
