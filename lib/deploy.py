@@ -25,16 +25,11 @@ def deploy_summary(project: str, tag: str) -> str:
     return f"{project} deploy: {tag}"
 
 
-def web_base(bugzilla_url: str) -> str:
-    """https://host/ of a Bugzilla whose REST base is `bugzilla_url`."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(bugzilla_url)
-    return f"{parts.scheme}://{parts.netloc}/"
-
-
 def bug_link(bugzilla_url: str, number: int) -> str:
-    return f"{web_base(bugzilla_url)}show_bug.cgi?id={number}"
+    """The show_bug.cgi link of bug `number` (never with the URL's user:password)."""
+    from lib.bugzilla import web_base
+
+    return f"{web_base(bugzilla_url)}/show_bug.cgi?id={number}"
 
 
 @dataclass

@@ -21,14 +21,19 @@ _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
 
 def _first_line(text: str) -> str:
-    """git's reason for a failure: a rejected ref, else the first fatal/error line, else any."""
+    """git's reason for a failure, on one line: a rejected ref (with what the remote's hooks
+    said), else the first fatal/error line, else the first line."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    said = [line for line in said if line]
     for line in lines:
-        if "[rejected]" in line or "would clobber" in line:
-            return " ".join(line.lstrip("! ").split())
+        if "[rejected]" in line or "[remote rejected]" in line or "would clobber" in line:
+            reason = " ".join(line.lstrip("! ").split())
+            return f"{reason}; the remote said: {said[0]}" if said else reason
     for line in lines:
         if line.startswith(("fatal: ", "error: ")):
-            return line.removeprefix("fatal: ").removeprefix("error: ")
+            reason = line.removeprefix("fatal: ").removeprefix("error: ")
+            return f"{reason}; the remote said: {said[0]}" if said else reason
     return lines[0] if lines else "no message"
 
 

@@ -443,3 +443,12 @@ def test_template_errors_name_the_file_and_line(invoke, tagged_repo, tmp_path):
         invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
     )
     assert "is not UTF-8" in line
+
+
+def test_credentials_in_the_bugzilla_url_never_reach_the_text(invoke, tagged_repo):
+    env = {"INVOKE_BUGZILLA_URL": "https://me:s3cret-pw@bz.example/rest/"}
+    result = invoke("deploy.prepare", "--repo", str(tagged_repo.path), "--offline", extra_env=env)
+    assert result.returncode == 0, result.stderr
+    assert "https://bz.example/show_bug.cgi?id=1900001" in result.stdout
+    assert "https://bz.example/enter_bug.cgi?" in result.stdout
+    assert "s3cret-pw" not in result.stdout + result.stderr
