@@ -174,7 +174,7 @@ def test_dry_run_flag_of_the_task_is_the_global_dry(deploy):
     result = deploy.run("deploy.tag", "101", "--dry-run")
     assert result.returncode == 0, result.stderr
     err = result.stderr
-    assert "dry-run: runs: git fetch --quiet --tags --prune origin" in err
+    assert "dry-run: runs: git fetch --tags origin\n" in err
     assert "dry-run: runs: git commit-tree -S" in err
     assert "git tag -s -m 'Tagging 101 for deploy to prod" in err
     assert "dry-run: would run: git tag -v 101" in err
