@@ -129,6 +129,11 @@ def test_dry_run_prints_every_command_of_a_real_run_and_changes_nothing(deploy, 
     assert deploy.bz.key_for(RELENG) not in dry.stdout + err
     assert f"/rest/bug/{deploy.bug}" in err and "tag 101" in err  # the comment it would post
     assert "dry-run: nothing was changed" in dry.stdout
+    # Every request the fake Bugzilla received is printed; none of them writes.
+    received = deploy.bz.requests()
+    assert received and {e.method for e in received} == {"GET"}
+    assert err.count("dry-run: runs read-only: GET ") == len(received)
+    assert all(e.path in err for e in received)
     printed = _printed_commands(err)
     ran = _logged_commands(dry_log)
     # What the dry run ran is what it printed as `runs:`, command for command.
