@@ -258,7 +258,7 @@ class BugzillaClient:
                         raise UserError(f"a dry run must not send {method} {shown}; nothing sent")
                     from lib.console import info
 
-                    info(f"dry-run: runs read-only: {method} {shown}")
+                    info(f"dry-run: runs: {method} {shown}")
                 return super().request(method, url, **kwargs)
 
         session = _ClientSession()
@@ -509,7 +509,7 @@ class BugzillaClient:
         url = self._scrub(self.url.rstrip("/") + path)
         if self.auth_used == "param":
             url += f"?Bugzilla_api_key={MASK}"
-        print(f"dry-run: would send {method} {url}\n{text}", file=sys.stderr, flush=True)
+        print(f"dry-run: would send: {method} {url}\n{text}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------- reads
     def bug_url(self, bug_id: int) -> str:

@@ -388,8 +388,8 @@ def test_dry_run_sends_no_write(bugzilla_server, capsys):
     assert bugzilla_server.writes() == []
     assert bugzilla_server.bug(bug_id)["status"] in ("NEW", "CONFIRMED")
     err = capsys.readouterr().err
-    assert f"dry-run: would send POST {bugzilla_server.url}bug" in err
-    assert f"dry-run: would send PUT {bugzilla_server.url}bug/{bug_id}" in err
+    assert f"dry-run: would send: POST {bugzilla_server.url}bug" in err
+    assert f"dry-run: would send: PUT {bugzilla_server.url}bug/{bug_id}" in err
     assert '"requestee": "engineer@mozilla.com"' in err and '"resolution": "FIXED"' in err
     assert KEY not in err
 
@@ -452,14 +452,14 @@ def test_dry_run_prints_each_read_and_sends_no_write(bugzilla_server, capsys):
     assert bz.comments(bug_id)[0]["count"] == 0
     bz.add_comment(bug_id, "hi", needinfo=["engineer@mozilla.com"])
     err = capsys.readouterr().err
-    reads = [line for line in err.splitlines() if line.startswith("dry-run: runs read-only: ")]
+    reads = [line for line in err.splitlines() if line.startswith("dry-run: runs: ")]
     assert len(reads) == len(server.journal) and server.writes() == []
     for line, entry in zip(reads, server.journal, strict=True):
-        method, url = line.removeprefix("dry-run: runs read-only: ").split(" ")
+        method, url = line.removeprefix("dry-run: runs: ").split(" ")
         assert (method, urlsplit(url).path) == (entry.method, entry.path)
-    assert f"dry-run: runs read-only: GET {server.url}bug/{bug_id}" in err
-    assert f"dry-run: runs read-only: GET {server.url}bug/{bug_id}/comment" in err
-    assert "dry-run: would send PUT" in err and KEY not in err
+    assert f"dry-run: runs: GET {server.url}bug/{bug_id}" in err
+    assert f"dry-run: runs: GET {server.url}bug/{bug_id}/comment" in err
+    assert "dry-run: would send: PUT" in err and KEY not in err
     # Nothing but a read can pass the client's session in a dry run.
     backend = bz._connect()._backend
     with pytest.raises(UserError, match="a dry run must not send POST"):

@@ -102,7 +102,7 @@ def test_dry_run_files_nothing_and_shows_the_request(invoke, crashstats, fake_bu
         extra_env={"INVOKE_BUGZILLA_URL": fake_bugzilla.url, "BUGZILLA_API_KEY": KEY},
     )
     assert result.returncode == 0, result.stderr
-    assert "would send POST" in result.stderr and "reprocess request: why" in result.stderr
+    assert "would send: POST" in result.stderr and "reprocess request: why" in result.stderr
     assert "dry run: nothing was filed in Socorro :: General" in result.stderr
     assert "Reason: why" in result.stdout
     assert fake_bugzilla.writes() == []

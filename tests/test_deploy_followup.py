@@ -226,7 +226,7 @@ def test_finish_dry_run_changes_nothing(tagged, dry):
     args = (*dry, "deploy.finish", "101") if dry else ("deploy.finish", "101", "--dry-run")
     result = tagged.run(*args)
     assert result.returncode == 0, result.stderr
-    assert f"would send PUT {tagged.bz.url.rstrip('/')}/bug/{tagged.bug}" in result.stderr
+    assert f"would send: PUT {tagged.bz.url.rstrip('/')}/bug/{tagged.bug}" in result.stderr
     assert '"resolution": "FIXED"' in result.stderr
     # Its reads are printed too: git commands and the Dockerflow request.
     assert "dry-run: runs: git rev-parse --verify --quiet refs/tags/101\n" in result.stderr

@@ -132,7 +132,7 @@ def test_dry_run_prints_every_command_of_a_real_run_and_changes_nothing(deploy, 
     # Every request the fake Bugzilla received is printed; none of them writes.
     received = deploy.bz.requests()
     assert received and {e.method for e in received} == {"GET"}
-    assert err.count("dry-run: runs read-only: GET ") == len(received)
+    assert err.count("dry-run: runs: GET ") == len(received)
     assert all(e.path in err for e in received)
     printed = _printed_commands(err)
     ran = _logged_commands(dry_log)
@@ -533,5 +533,5 @@ def test_signing_that_fails_after_the_preflight(deploy, tmp_path):
 def test_dry_run_needs_no_api_key(deploy):
     result = deploy.run("--dry", "deploy.tag", "101", extra={"BUGZILLA_API_KEY": ""})
     assert result.returncode == 0, result.stderr
-    assert f"would send PUT {deploy.bz.url.rstrip('/')}/bug/{deploy.bug}" in result.stderr
+    assert f"would send: PUT {deploy.bz.url.rstrip('/')}/bug/{deploy.bug}" in result.stderr
     deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))

@@ -287,7 +287,7 @@ def test_dry_run_posts_nothing(bugzilla_server, pii):
     assert result.returncode == 0, result.stderr
     assert f"would ask {REQUESTER}" in result.stdout
     masked = "?Bugzilla_api_key=********" if server.mode == "upstream" else ""
-    assert f"dry-run: would send PUT {server.url}bug/{bug_id}{masked}\n" in result.stderr
+    assert f"dry-run: would send: PUT {server.url}bug/{bug_id}{masked}\n" in result.stderr
     assert '"requestee": "manager@mozilla.com"' in result.stderr
     assert server.writes() == []
 
@@ -464,7 +464,7 @@ def test_login_in_bugzilla_url_is_never_printed(fake_bugzilla, pii):
     assert "s3cret" not in result.stderr
 
 
-_DRY_LINE = re.compile(r"^dry-run: (runs read-only|would send):? ([A-Z]+) (\S+)$", re.M)
+_DRY_LINE = re.compile(r"^dry-run: (runs|would send):? ([A-Z]+) (\S+)$", re.M)
 
 
 def _comparable(method: str, target: str, query: dict[str, list[str]] | None = None) -> tuple:
@@ -487,7 +487,7 @@ def test_dry_run_prints_every_request_of_a_real_run(bugzilla_server, pii):
         dry_entries = server.journal[start:]
         assert all(e.method == "GET" for e in dry_entries)
         printed = _DRY_LINE.findall(dry.stderr)
-        reads = [line for line in printed if line[0] == "runs read-only"]
+        reads = [line for line in printed if line[0] == "runs"]
         # What the dry run itself read from the server, it printed, in order.
         assert [_comparable(m, url) for _, m, url in reads] == [
             _comparable(e.method, e.path, e.query) for e in dry_entries
