@@ -449,3 +449,64 @@ def test_interactive_on_a_terminal_ctrl_c_cancels_the_query_not_the_task(env, pg
     assert "42" in text.split("answer", 1)[1], text
     assert status == 0, text
     assert pg_server.password not in text
+
+
+def test_debug_logging_never_shows_secrets(invoke, pg_server, tmp_path):  # noqa: F811
+    """`invoke --debug` logs every config source Invoke loads; the secrets in them (the
+    INVOKE_DB_PASSWORD override, api keys and tokens in a config file) are masked."""
+    tricky = "aP@ss:w\\rd"
+    pg_server.psql(f"CREATE ROLE debug_user LOGIN PASSWORD '{tricky}'")
+    try:
+        cfg = _config(tmp_path, pg_server, user="debug_user")
+        # The runtime file would beat the environment: the password comes from the latter.
+        cfg.write_text(cfg.read_text().replace(f"  password: {pg_server.password!r}\n", ""))
+        with cfg.open("a") as handle:
+            handle.write(
+                'bugzilla:\n  api_key: bz-Secret-2\ncrashstats:\n  api_token: "cs\'Secret-3"\n'
+                "signing:\n  private_key: file-Secret-1\n"
+            )
+        result = invoke(
+            "--debug",
+            "-f",
+            str(cfg),
+            "db.connect",
+            "--raw",
+            "--command",
+            "select current_user",
+            extra_env={"INVOKE_DB_PASSWORD": tricky},
+        )
+    finally:
+        pg_server.psql("DROP ROLE debug_user")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "debug_user\n"  # the override really reached psql
+    log = result.stderr
+    assert "invoke.env.load: Obtained env var config: {'db': {'password': '****'}}" in log
+    assert "'api_key': '****'" in log and "'api_token': '****'" in log
+    for secret in (tricky, repr(tricky)[1:-1], "file-Secret-1", "bz-Secret-2", "Secret-3"):
+        assert secret not in log + result.stdout, secret
+    assert "'user': 'debug_user'" in log  # only the secrets are masked
+
+
+def test_invoke_debug_environment_variable_is_masked_too(invoke):
+    result = invoke(
+        "db.url", extra_env={"INVOKE_DEBUG": "1", "INVOKE_DB_PASSWORD": 'it\'s "quoted"'}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Obtained env var config: {'db': {'password': '****'}}" in result.stderr
+    assert "quoted" not in result.stderr + result.stdout
+
+
+def test_redaction_of_reprs_and_literal_values():
+    from lib.redaction import redact
+
+    text = (
+        "{'db': {'password': 'a\\\\b', 'user': 'postgres'}, 'sudo': {'password': None}, "
+        "'bugzilla': {'api_key': \"it's\", 'API-Token': 12345}, 'x': {'secret_file': b'k'}, "
+        "'show-password': <Argument: show_password (s) [bool]>}"
+    )
+    assert redact(text) == (
+        "{'db': {'password': '****', 'user': 'postgres'}, 'sudo': {'password': None}, "
+        "'bugzilla': {'api_key': '****', 'API-Token': '****'}, 'x': {'secret_file': '****'}, "
+        "'show-password': <Argument: show_password (s) [bool]>}"
+    )
+    assert redact("argv: ['--pw', 'hunter2\\\\x']", ["hunter2\\x"]) == "argv: ['--pw', '****']"
