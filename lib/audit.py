@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.redaction import child_environment
 from lib.requirements_files import Pin
 
 EXIT_CLEAN, EXIT_VULNERABLE, EXIT_INCOMPLETE = 0, 1, 2
@@ -244,8 +245,9 @@ def run_pip_audit(
         )
         return report
     python = python or sys.executable
+    env = child_environment(env)  # no API keys, tokens or passwords for a network tool
     available = subprocess.run(
-        [python, "-c", "import pip_audit"], capture_output=True, timeout=60
+        [python, "-c", "import pip_audit"], capture_output=True, timeout=60, env=env
     ).returncode
     if available != 0:
         reason = "pip-audit is not installed (pip install -r requirements.txt)"
@@ -473,7 +475,7 @@ def run_npm_audit(npm_dir: Path, timeout: int = 120, env: dict[str, str] | None 
         report.checks.append(CheckRun("npm audit", "npm", "failed", reason))
         report.unchecked.append(Unchecked("npm", "*", "", reason, str(lockfile)))
         return report
-    child_env = dict(env or os.environ)
+    child_env = child_environment(env)  # no API keys, tokens or passwords for npm
     child_env.update(npm_config_update_notifier="false", npm_config_fund="false")
     try:
         result = subprocess.run(

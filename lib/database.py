@@ -2,7 +2,8 @@
 
 The password reaches the client only through a temporary passfile (mode 0600, in a private
 directory, removed when the client exits) named by PGPASSFILE; it is never put in process
-arguments, in the client's environment, or in any output. Connection failures reported by
+arguments, in the client's environment, or in any output; nor are the other secrets of our
+environment (API keys, tokens) passed on. Connection failures reported by
 psql are turned into one clear line each (wrong password, missing database, unknown role,
 nothing listening).
 """
@@ -26,13 +27,14 @@ from urllib.parse import quote
 
 from lib.console import info
 from lib.errors import UserError
+from lib.redaction import child_environment
 
 #: What the URL shows instead of the password.
 MASK = "****"
 
-#: Environment variables never handed to the client: a stale PGPASSWORD would beat our
-#: passfile, and the Invoke override of the password must not reach another process.
-_SCRUBBED_ENV = ("PGPASSWORD", "PGPASSFILE", "INVOKE_DB_PASSWORD")
+#: Besides the secrets (lib.redaction: PGPASSWORD, INVOKE_DB_PASSWORD, API keys and tokens),
+#: never handed to the client: a stale PGPASSFILE would stand in for ours.
+_SCRUBBED_ENV = ("PGPASSFILE",)
 
 #: How to start the service's dev database, for the "nothing listens" message.
 START_HINT = (
@@ -186,7 +188,7 @@ def _escape_passfile_field(value: str) -> str:
 @contextlib.contextmanager
 def passfile_environment(password: str) -> Iterator[dict[str, str]]:
     """The client's environment: PGPASSFILE names a private 0600 file, removed afterwards."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env = child_environment(also_remove=_SCRUBBED_ENV)
     if not password:
         yield env
         return

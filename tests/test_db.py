@@ -200,7 +200,9 @@ def test_interactive_mode_uses_the_inherited_terminal_streams(invoke, pg_server,
     assert pg_server.password not in result.stdout + result.stderr
 
 
-def _scan_proc_for(secret: bytes, skip_environ_of: set[int]) -> list[str]:
+def _scan_proc_for(secrets: list[bytes], skip_environ_of: set[int]) -> list[str]:
+    """Every process whose arguments (or environment, outside `skip_environ_of`) hold one of
+    the secrets."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -212,81 +214,121 @@ def _scan_proc_for(secret: bytes, skip_environ_of: set[int]) -> list[str]:
                 data = (entry / name).read_bytes()
             except OSError:
                 continue
-            if secret in data:
-                found.append(f"{pid}/{name}: {data[:200]!r}")
+            for secret in secrets:
+                if secret in data:
+                    found.append(f"{pid}/{name}: {data[:200]!r}")
     return found
 
 
-def _psql_children(parent: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            comm = (entry / "comm").read_text().strip()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and comm == "psql":
-            children.append(int(entry.name))
-    return children
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    """A process's environment; None when it cannot be read or is empty (a zombie's)."""
+    try:
+        data = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    if not data:
+        return None
+    pairs = (item.split(b"=", 1) for item in data.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _running_psql(parent: int, deadline: float, proc: subprocess.Popen | None = None) -> int:
+    """The pid of `parent`'s psql child once it really runs psql (exec done, not a zombie,
+    its environment readable): polled, bounded by `deadline` (a loaded machine is slow)."""
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            stat = _stat(pid)
+            if comm != "psql" or stat is None or stat[1] != parent or stat[0] in "ZXx":
+                continue
+            if _environ(pid) is not None:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError(f"psql never ran under process {parent}")
+
+
+def _start_invoke(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+#: Secrets of the caller's environment that no client may inherit.
+_OTHER_SECRETS = {
+    "BUGZILLA_API_KEY": "bz-key-not-for-psql",
+    "SOCORRO_REPROCESS_API_TOKEN": "reprocess-token-not-for-psql",
+    "CRASHSTATS_API_TOKEN": "crashstats-token-not-for-psql",
+}
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
 def test_password_never_in_process_arguments_or_psql_environment(env, pg_server, tmp_path):  # noqa: F811
-    """While psql runs, no process's arguments (nor psql's environment) hold the password.
+    """While psql runs, no process's arguments (nor any environment but invoke's own) hold
+    the password or the caller's other secrets; psql's environment has none of them.
 
     The password is handed to invoke through INVOKE_DB_PASSWORD (so only the invoke process
-    itself has it in its environment); psql must see neither it nor PGPASSWORD.
+    itself has it in its environment); psql must see neither it nor PGPASSWORD, nor the
+    Bugzilla key and Crash Stats tokens. The scan starts once psql really runs (exec done),
+    so that a slow machine cannot catch the forked child before exec (still holding invoke's
+    environment) or psql as a zombie (an empty environment).
     """
     cfg = _config(tmp_path, pg_server, password="placeholder-not-used")
     cfg.write_text(cfg.read_text().replace("  password: 'placeholder-not-used'\n", ""))
-    full_env = dict(env, INVOKE_DB_PASSWORD=pg_server.password, PGPASSWORD="stale-user-value")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "invoke",
-            "--search-root",
-            str(PROJECT_ROOT),
-            "-f",
-            str(cfg),
-            "db.connect",
-            "--command",
-            "select pg_sleep(2)",
-        ],
-        cwd=PROJECT_ROOT,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    full_env = dict(
+        env, INVOKE_DB_PASSWORD=pg_server.password, PGPASSWORD="stale-user-value", **_OTHER_SECRETS
     )
+    proc = _start_invoke(
+        full_env,
+        "-f",
+        str(cfg),
+        "db.connect",
+        "--command",
+        "select pg_sleep(3)",
+        stdin=subprocess.DEVNULL,
+    )
+    secrets = [pg_server.password.encode(), *(v.encode() for v in _OTHER_SECRETS.values())]
     try:
-        secret = pg_server.password.encode()
-        psql_pids: list[int] = []
-        leaks: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and proc.poll() is None:
-            psql_pids = psql_pids or _psql_children(proc.pid)
-            leaks += _scan_proc_for(secret, skip_environ_of={proc.pid, os.getpid()})
-            if psql_pids:
-                for pid in psql_pids:
-                    try:
-                        environ = Path(f"/proc/{pid}/environ").read_bytes()
-                    except OSError:
-                        continue
-                    assert b"PGPASSWORD=" not in environ
-                    assert b"PGPASSFILE=" in environ
+        psql = _running_psql(proc.pid, time.monotonic() + 60, proc)
+        environ = _environ(psql)
+        leaks = _scan_proc_for(secrets, skip_environ_of={proc.pid, os.getpid()})
+        # That scan saw psql alive: its environment was read after exec, before it exited.
+        still_running = _stat(psql)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and _stat(psql) is not None and time.monotonic() < deadline:
+            leaks += _scan_proc_for(secrets, skip_environ_of={proc.pid, os.getpid()})
             time.sleep(0.1)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert psql_pids, "psql was never seen running"
+    assert still_running is not None and still_running[0] not in "ZXx"
+    assert environ is not None and "PGPASSFILE" in environ
+    for name in ("PGPASSWORD", "INVOKE_DB_PASSWORD", *_OTHER_SECRETS):
+        assert name not in environ, name
+    assert not [s for s in secrets if any(s.decode() in v for v in environ.values())]
     assert leaks == []
     assert pg_server.password not in out + err
 

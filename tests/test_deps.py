@@ -636,3 +636,87 @@ def test_dry_run_validates_and_prints_the_plan_without_running_anything(invoke, 
     ]
     bad = invoke("--dry", "deps.check", "--requirements", "missing.txt", cwd=project)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+#: Secrets of the caller's environment that neither pip-audit nor npm may inherit.
+_SECRETS = {
+    "BUGZILLA_API_KEY": "bz-key-not-for-tools",
+    "SOCORRO_REPROCESS_API_TOKEN": "reprocess-token-not-for-tools",
+    "CRASHSTATS_API_TOKEN": "crashstats-token-not-for-tools",
+    "INVOKE_DB_PASSWORD": "db-password-not-for-tools",
+    "PGPASSWORD": "pg-password-not-for-tools",
+}
+
+
+def _dumped_environments(path: Path) -> list[dict[str, str]]:
+    """The environments a tool script wrote (`env -0`, one file per run, separated)."""
+    runs = [run for run in path.read_bytes().split(b"\0--end--\0") if run.strip(b"\0")]
+    return [
+        dict(item.decode().split("=", 1) for item in run.split(b"\0") if b"=" in item)
+        for run in runs
+    ]
+
+
+def test_pip_audit_gets_none_of_our_secrets(tmp_path):
+    """pip-audit runs through a python that records its environment (and answers for
+    pip-audit with a clean report): neither run sees an API key, token or password."""
+    dump = tmp_path / "env.dump"
+    python = tmp_path / "python-recording-env"
+    clean = json.dumps({"dependencies": [{"name": "jinja2", "version": "3.1.6", "vulns": []}]})
+    python.write_text(
+        "#!/bin/sh\n"
+        f'env -0 >> "{dump}"; printf "\\0--end--\\0" >> "{dump}"\n'
+        f'[ "$1" = "-c" ] && exec "{sys.executable}" "$@"\n'
+        f"echo '{clean}'\n"
+    )
+    python.chmod(0o755)
+    caller = {"PATH": os.environ.get("PATH", ""), **_SECRETS}
+    report = audit.run_pip_audit(
+        [Pin("jinja2", "3.1.6", ["r.txt:1"])], python=str(python), env=caller
+    )
+    assert report.exit_code == 0, report
+    environments = _dumped_environments(dump)
+    assert len(environments) == 2  # the `import pip_audit` probe and pip-audit itself
+    for environment in environments:
+        assert environment["PATH"] == caller["PATH"]
+        assert not set(_SECRETS) & set(environment), environment.keys()
+        assert not [v for v in _SECRETS.values() if v in "".join(environment.values())]
+
+
+def test_npm_gets_none_of_our_secrets(invoke, project, tmp_path):
+    """The real invoke with the secrets in its environment; npm is a script that records
+    its environment and replays a recorded clean `npm audit --json`."""
+    db_dir = tmp_path / "db"
+    _write_osv(
+        db_dir,
+        "PYSEC-9.yaml",
+        "id: PYSEC-9\ndetails: Demo flaw.\naffected:\n- package: {name: demo, ecosystem: PyPI}\n"
+        "  versions: ['1.0']\n",
+    )
+    (project / "requirements.txt").write_text("other==1.0\n")
+    webapp = _npm_project(project)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dump = tmp_path / "npm-env.dump"
+    npm = bin_dir / "npm"
+    npm.write_text(
+        "#!/bin/sh\n"
+        f'env -0 >> "{dump}"; printf "\\0--end--\\0" >> "{dump}"\n'
+        f'cat "{DATA / "npm-audit-clean.json"}"\n'
+    )
+    npm.chmod(0o755)
+    result = invoke(
+        "deps.check",
+        "--json",
+        "--advisory-db",
+        str(db_dir),
+        "--npm-dir",
+        str(webapp),
+        cwd=project,
+        extra_env={"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **_SECRETS},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [c["status"] for c in json.loads(result.stdout)["checks"]] == ["ok", "ok"]
+    [environment] = _dumped_environments(dump)
+    assert not set(_SECRETS) & set(environment), environment.keys()
+    assert not [v for v in _SECRETS.values() if v in "".join(environment.values())]
