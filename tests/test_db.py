@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -241,9 +242,15 @@ def _environ(pid: int) -> dict[str, str] | None:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
-def _running_psql(parent: int, deadline: float, proc: subprocess.Popen | None = None) -> int:
+def _running_psql(
+    parent: int,
+    deadline: float,
+    proc: subprocess.Popen | None = None,
+    interactive: bool = False,
+) -> int:
     """The pid of `parent`'s psql child once it really runs psql (exec done, not a zombie,
-    its environment readable): polled, bounded by `deadline` (a loaded machine is slow)."""
+    its environment readable): polled, bounded by `deadline` (a loaded machine is slow).
+    `interactive`: the session's psql (no -c), not the connection probe before it."""
     while time.monotonic() < deadline and (proc is None or proc.poll() is None):
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -255,6 +262,12 @@ def _running_psql(parent: int, deadline: float, proc: subprocess.Popen | None = 
                 continue
             stat = _stat(pid)
             if comm != "psql" or stat is None or stat[1] != parent or stat[0] in "ZXx":
+                continue
+            try:
+                has_command = b"-c" in (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if has_command == interactive:
                 continue
             if _environ(pid) is not None:
                 return pid
@@ -330,6 +343,60 @@ def test_password_never_in_process_arguments_or_psql_environment(env, pg_server,
         assert name not in environ, name
     assert not [s for s in secrets if any(s.decode() in v for v in environ.values())]
     assert leaks == []
+    assert pg_server.password not in out + err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize(
+    "mode, signum",
+    [
+        ("command", signal.SIGTERM),
+        ("command", signal.SIGHUP),
+        ("command", signal.SIGINT),
+        ("interactive", signal.SIGTERM),
+        ("interactive", signal.SIGHUP),
+    ],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_signal_stops_psql_and_removes_the_passfile(env, pg_server, tmp_path, mode, signum):  # noqa: F811
+    """kill -TERM/-HUP (and -INT for --command) of a running db.connect: psql is stopped
+    and waited for, the passfile is removed, the exit code is 128 + the signal number."""
+    runtime = tmp_path / "run"  # the passfile goes to $XDG_RUNTIME_DIR/releng-db-*/
+    runtime.mkdir(mode=0o700)
+    full_env = dict(
+        env,
+        XDG_RUNTIME_DIR=str(runtime),
+        INVOKE_DB_HOST=pg_server.host,
+        INVOKE_DB_PORT=str(pg_server.port),
+        INVOKE_DB_PASSWORD=pg_server.password,
+    )
+    sql = "select pg_sleep(30) as signal_test"
+    if mode == "command":
+        proc = _start_invoke(full_env, "db.connect", "--command", sql, stdin=subprocess.DEVNULL)
+    else:
+        proc = _start_invoke(full_env, "db.connect", stdin=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(sql + ";\n")
+        proc.stdin.flush()
+    try:
+        psql = _running_psql(proc.pid, time.monotonic() + 60, proc, interactive=mode != "command")
+        passfiles = list(runtime.glob("releng-db-*/pgpass"))
+        os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pg_server.psql(
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where query like '%signal_test%' and pid <> pg_backend_pid()"
+        )
+    assert len(passfiles) == 1  # it was there while psql ran
+    assert proc.returncode == 128 + signum, (proc.returncode, err)
+    assert list(runtime.iterdir()) == []  # passfile and its directory removed
+    stat = _stat(psql)
+    assert stat is None or stat[1] != proc.pid, "psql outlived db.connect"
+    assert "Traceback" not in err
     assert pg_server.password not in out + err
 
 
@@ -434,7 +501,6 @@ def test_interactive_on_a_terminal_ctrl_c_cancels_the_query_not_the_task(env, pg
     session goes on, \\q ends it with exit 0; the password never appears on the screen."""
     import pty
     import select
-    import signal
 
     child_env = dict(
         env,
