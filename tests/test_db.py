@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -618,3 +619,21 @@ def test_redaction_of_reprs_and_literal_values():
         "'show-password': <Argument: show_password (s) [bool]>}"
     )
     assert redact("argv: ['--pw', 'hunter2\\\\x']", ["hunter2\\x"]) == "argv: ['--pw', '****']"
+
+
+def test_long_flags_only_with_their_help_texts(invoke):
+    """No automatic short flags (-h, -p, -d clash with Invoke's own --help, --pty, --debug)."""
+    for task, flags in [
+        ("db.connect", ["client", "command", "database", "host", "port", "raw", "user"]),
+        ("db.url", ["database", "host", "port", "show-password", "user"]),
+    ]:
+        result = invoke("--help", task)
+        assert result.returncode == 0, result.stderr
+        options = result.stdout.split("Options:", 1)[1]
+        for flag in flags:
+            assert f"  --{flag}" in options, (task, flag)
+        assert not re.search(r"^  -\w", options, re.MULTILINE), options  # no `-h STRING, --`
+        assert "(default: config db." in options or "psql's exit code" in options
+    result = invoke("db.connect", "-h", "localhost", "--command", "select 1")
+    assert result.returncode != 0
+    assert "needed value" not in result.stdout + result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -720,3 +721,13 @@ def test_npm_gets_none_of_our_secrets(invoke, project, tmp_path):
     [environment] = _dumped_environments(dump)
     assert not set(_SECRETS) & set(environment), environment.keys()
     assert not [v for v in _SECRETS.values() if v in "".join(environment.values())]
+
+
+def test_long_flags_only_with_their_help_texts(invoke):
+    result = invoke("--help", "deps.check")
+    assert result.returncode == 0, result.stderr
+    options = result.stdout.split("Options:", 1)[1]
+    for flag in ("advisory-db", "json", "npm-dir", "requirements"):
+        assert f"  --{flag}" in options, flag
+    assert not re.search(r"^  -\w", options, re.MULTILINE), options  # no `-a STRING, --...`
+    assert "requirements file to audit (repeatable" in options

@@ -26,12 +26,13 @@ def _settings(c, host, port, user, database_name):
 
 
 @task(
+    auto_shortflags=False,
     help={
         **_CONNECTION_HELP,
         "command": "run this one SQL command without a prompt and exit with psql's exit code",
         "client": "interactive client: psql (default) or pgcli",
         "raw": "with --command: unaligned rows without headers (psql -At), for scripts",
-    }
+    },
 )
 def connect(
     c, host=None, port=None, user=None, database=None, command=None, client="psql", raw=False
@@ -63,10 +64,11 @@ def connect(
 
 
 @task(
+    auto_shortflags=False,
     help={
         **_CONNECTION_HELP,
         "show_password": "print the real password instead of ****",
-    }
+    },
 )
 def url(c, host=None, port=None, user=None, database=None, show_password=False):
     """Print the dev database's connection URL, password masked (--show-password reveals)."""

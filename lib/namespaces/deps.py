@@ -13,6 +13,7 @@ from lib.settings import is_dry, number, resolve_path, setting, str_list
 
 
 @task(
+    auto_shortflags=False,
     iterable=["requirements"],
     help={
         "requirements": "requirements file to audit (repeatable; default: config "
