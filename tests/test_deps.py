@@ -378,6 +378,7 @@ def test_offline_json_report(invoke, project, index_cache):
             "aliases": ["CVE-2019-10906", "GHSA-462w-v97r-4m45"],
             "severity": "",
             "sources": ["requirements.txt:1"],
+            "markers": [],
         }
     ]
     assert data["could_not_check"] == []
@@ -571,7 +572,13 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(invoke, project):
         (["deps.check", "--npm-dir", "no-such-dir"], "does not exist"),
         (["deps.check", "--advisory-db", "no-such-db"], "is not a directory"),
         (["deps.check", "--requirements", "-x"], "must not start with '-'"),
+        (["deps.check", "--requirements="], "--requirements is empty; give a requirements file"),
+        (["deps.check", "--requirements", " "], "--requirements is empty"),
+        (["deps.check", "--requirements", "."], "requirements file . is a directory, not a file"),
+        (["deps.check", "--requirements", "inc.txt"], "sub is a directory, not a file (included"),
     ]
+    (project / "sub").mkdir()
+    (project / "inc.txt").write_text("-r sub\n")
     for args, message in cases:
         result = invoke(*args, cwd=project)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
@@ -731,3 +738,87 @@ def test_long_flags_only_with_their_help_texts(invoke):
         assert f"  --{flag}" in options, flag
     assert not re.search(r"^  -\w", options, re.MULTILINE), options  # no `-a STRING, --...`
     assert "requirements file to audit (repeatable" in options
+
+
+def _demo_database(tmp_path: Path) -> Path:
+    """demo < 2.0 is affected (PYSEC-9); PYSEC-10's range cannot be evaluated."""
+    db_dir = tmp_path / "db"
+    _write_osv(
+        db_dir,
+        "PYSEC-9.yaml",
+        "id: PYSEC-9\ndetails: Demo flaw.\naffected:\n- package: {name: demo, ecosystem: PyPI}\n"
+        "  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: '0'\n    - fixed: '2.0'\n",
+    )
+    _write_osv(
+        db_dir,
+        "PYSEC-10.yaml",
+        "id: PYSEC-10\ndetails: Odd range.\naffected:\n- package: {name: demo, ecosystem: PyPI}\n"
+        "  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: not a version\n"
+        "    - fixed: '3.0'\n",
+    )
+    return db_dir
+
+
+def test_empty_requirements_file_is_not_clean(invoke, project, tmp_path):
+    db_dir = _demo_database(tmp_path)
+    (project / "requirements.txt").write_text(
+        "# nothing pinned yet\n--index-url https://x.invalid\n"
+    )
+    result = invoke("deps.check", "--advisory-db", str(db_dir), cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no requirements in requirements.txt: nothing was checked" in result.stdout
+    assert "CLEAN" not in result.stdout and "INCOMPLETE" in result.stdout
+    as_json = invoke("deps.check", "--json", "--advisory-db", str(db_dir), cwd=project)
+    assert as_json.returncode == 2
+    data = json.loads(as_json.stdout)
+    assert data["status"] == "incomplete"
+    assert data["could_not_check"][0]["reason"].startswith("no requirements in requirements.txt")
+    assert data["checks"] == [
+        {
+            "name": "Python",
+            "ecosystem": "PyPI",
+            "status": "skipped",
+            "detail": "no pinned Python requirements",
+            "checked": 0,
+        }
+    ]
+
+
+def test_advisory_with_an_unparsable_range_version_is_listed_not_dropped(invoke, project, tmp_path):
+    db_dir = _demo_database(tmp_path)
+    (project / "requirements.txt").write_text("demo==2.5\n")
+    result = invoke("deps.check", "--json", "--advisory-db", str(db_dir), cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["vulnerabilities"] == []
+    [undecided] = data["could_not_check"]
+    assert (undecided["package"], undecided["version"], undecided["source"]) == (
+        "demo",
+        "2.5",
+        "requirements.txt:1",
+    )
+    assert "advisory PYSEC-10 has a range with 'not a version'" in undecided["reason"]
+    # A pin that another advisory matches is vulnerable, and the undecided one is listed too.
+    (project / "requirements.txt").write_text("demo==1.0\n")
+    table = invoke("deps.check", "--advisory-db", str(db_dir), cwd=project)
+    assert table.returncode == 1, table.stdout + table.stderr
+    assert "PYSEC-9" in table.stdout and "PYSEC-10" in table.stdout
+    assert "1 item(s) could not be checked" in table.stdout
+
+
+def test_environment_markers_are_checked_and_shown(invoke, project, tmp_path):
+    db_dir = _demo_database(tmp_path)
+    (project / "requirements.txt").write_text('Demo==1.5 ; python_version < "3"\nother==1.0\n')
+    table = invoke("deps.check", "--advisory-db", str(db_dir), cwd=project)
+    assert table.returncode == 1, table.stdout + table.stderr
+    assert '1.5 ; python_version < "3"' in table.stdout
+    assert (
+        'note: demo==1.5 (requirements.txt:1) has the environment marker `python_version < "3"`; '
+        "it was checked whatever the marker says"
+    ) in table.stdout
+    data = json.loads(
+        invoke("deps.check", "--json", "--advisory-db", str(db_dir), cwd=project).stdout
+    )
+    assert [(v["package"], v["markers"]) for v in data["vulnerabilities"]] == [
+        ("demo", ['python_version < "3"'])
+    ]
