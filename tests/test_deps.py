@@ -19,10 +19,16 @@ from lib.requirements_files import Pin
 from tests.conftest import PROJECT_ROOT
 
 DATA = Path(__file__).parent / "data"
-#: CI puts a copy of shared/ beside the clone; so does the development layout.
-PYPA_DB = PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"
+#: The PyPA advisory database snapshot: $RELENG_ADVISORY_DB, else shared/ beside the clone
+#: (where CI and the development layout put it).
+PYPA_DB = Path(
+    os.environ.get("RELENG_ADVISORY_DB")
+    or PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"
+).expanduser()
 needs_pypa_db = pytest.mark.skipif(
-    not PYPA_DB.is_dir(), reason=f"the PyPA advisory database snapshot is absent ({PYPA_DB})"
+    not PYPA_DB.is_dir(),
+    reason=f"the PyPA advisory database snapshot is absent ({PYPA_DB}); "
+    "point RELENG_ADVISORY_DB at a copy",
 )
 
 
@@ -822,3 +828,30 @@ def test_environment_markers_are_checked_and_shown(invoke, project, tmp_path):
     assert [(v["package"], v["markers"]) for v in data["vulnerabilities"]] == [
         ("demo", ['python_version < "3"'])
     ]
+
+
+def test_advisory_database_location_from_the_environment(tmp_path):
+    """RELENG_ADVISORY_DB points the tests (and the benchmark) at the snapshot; without it,
+    the snapshot beside the clone is used."""
+    import subprocess
+
+    elsewhere = tmp_path / "my copy"
+    elsewhere.mkdir()
+    code = (
+        "import tests.test_deps as t, bench.bench_db_deps as b; print(t.PYPA_DB); print(b.PYPA_DB)"
+    )
+    base = {k: v for k, v in os.environ.items() if k != "RELENG_ADVISORY_DB"}
+    for extra, expected in [
+        ({"RELENG_ADVISORY_DB": str(elsewhere)}, elsewhere),
+        ({}, PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=PROJECT_ROOT,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [str(expected)] * 2
