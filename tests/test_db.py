@@ -465,6 +465,10 @@ def test_bad_inputs_are_one_line_errors(invoke):
         (["db.connect", "--raw"], "--raw only applies to --command"),
         (["db.connect", "--host", "-x", "--command", "select 1"], "must not start with '-'"),
         (["db.url", "--port", "70000"], "port must be a number"),
+        (
+            ["db.connect", "-c", "select 1"],
+            'no -c flag (Invoke would take it as its own); use --command "SQL"',
+        ),
     ]:
         result = invoke(*args)
         assert result.returncode != 0, args

@@ -579,6 +579,7 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(invoke, project):
         (["deps.check", "--advisory-db", "no-such-db"], "is not a directory"),
         (["deps.check", "--requirements", "-x"], "must not start with '-'"),
         (["deps.check", "--requirements="], "--requirements is empty; give a requirements file"),
+        (["deps.check", "-r", "nope.txt"], "deps.check has no -r flag"),  # not --search-root
         (["deps.check", "--requirements", " "], "--requirements is empty"),
         (["deps.check", "--requirements", "."], "requirements file . is a directory, not a file"),
         (["deps.check", "--requirements", "inc.txt"], "sub is a directory, not a file (included"),

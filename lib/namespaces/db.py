@@ -5,6 +5,7 @@ from invoke.exceptions import Exit
 
 from lib import database as devdb
 from lib.errors import UserError
+from lib.namespaces import refuse_core_short_flags
 from lib.settings import is_dry, setting
 
 _CONNECTION_HELP = {
@@ -42,6 +43,7 @@ def connect(
     The password comes from db.password and reaches the client through a temporary
     passfile, never through its arguments. Checks first that something listens on the port.
     """
+    refuse_core_short_flags("db.connect", {"-c": '--command "SQL"'})
     settings = _settings(c, host, port, user, database)
     client = (client or "psql").strip()
     if client not in devdb.CLIENT_INSTALL_HINTS:
