@@ -32,7 +32,7 @@ def _settings(c, host, port, user, database_name):
         **_CONNECTION_HELP,
         "command": "run this one SQL command without a prompt and exit with psql's exit code",
         "client": "interactive client: psql (default) or pgcli",
-        "raw": "with --command: unaligned rows without headers (psql -At), for scripts",
+        "raw": "with --command: bare rows for scripts (unaligned, no headers or row count)",
     },
 )
 def connect(
