@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from lib.errors import UserError
 
@@ -34,6 +34,8 @@ AUTH_MODES = ("auto", "header", "param")
 BUG_TYPES = ("defect", "enhancement", "task")
 MAX_COMMENT_LENGTH = 65535
 MASK = "********"
+#: Requests that change nothing on the server (the only ones a dry run sends).
+_READ_METHODS = ("GET", "HEAD")
 #: Bug ids per search request (about 11 characters each in the URL).
 _IDS_PER_REQUEST = 200
 
@@ -42,6 +44,7 @@ _CODE_INVALID_KEY = 306
 _CODE_LOGIN_REQUIRED = 410
 _CODE_NO_RESOURCE = 32614
 _CODE_NOT_A_PARAM = 53
+_CODE_NO_SUCH_VALUE = 51
 _CODE_TYPE_REQUIRED = 135
 
 
@@ -55,7 +58,8 @@ def api_key_from_environment(url: str) -> str | None:
     key = os.environ.get("BUGZILLA_API_KEY", "").strip()
     if key:
         return key
-    netloc = urlsplit(url).netloc
+    netloc = _host_port(url)
+    url = public_url(url)
     found: str | None = None
     for name in BUGZILLARC_FILES:
         path = Path(os.path.expanduser(name))
@@ -75,28 +79,52 @@ def api_key_from_environment(url: str) -> str | None:
 
 
 # ---------------------------------------------------------------------- URLs
+_USERINFO = re.compile(r"(?<=//)[^/?#@\s]*@")
+
+
+def public_url(url: str) -> str:
+    """`url` without its ``user:password@`` part: the only form that may be printed."""
+    return _USERINFO.sub("", str(url))
+
+
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """The (user, password) of a ``https://user:password@host/`` URL, decoded; else None."""
+    parts = urlsplit(url.strip())
+    if parts.username is None and parts.password is None:
+        return None
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
 def rest_base(url: str) -> str:
-    """Normalise a configured URL to the REST base python-bugzilla needs (``.../rest/``)."""
+    """Normalise a configured URL to the REST base python-bugzilla needs (``.../rest/``).
+
+    Any ``user:password@`` is dropped (the client sends it as HTTP basic auth instead).
+    """
     url = url.strip()
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
         raise UserError(
             f"bugzilla.url must be an http(s) URL such as https://bugzilla.mozilla.org/rest/, "
-            f"not {url!r}"
+            f"not {public_url(url)!r}"
         )
     path = parts.path
     if re.search(r"/rest(\.cgi)?/?$", path):
         path = path if path.endswith("/") else path + "/"
     else:
         path = path.rstrip("/") + "/rest/"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, _host_port(url), path, "", ""))
+
+
+def _host_port(url: str) -> str:
+    """The netloc of `url` without user:password."""
+    return urlsplit(url).netloc.rpartition("@")[2]
 
 
 def web_base(rest_url: str) -> str:
     """The web root of the Bugzilla whose REST base is `rest_url` (no trailing slash)."""
     parts = urlsplit(rest_url.strip())
     path = re.sub(r"/rest(\.cgi)?/?$", "", parts.path).rstrip("/")
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, _host_port(rest_url.strip()), path, "", ""))
 
 
 def enter_bug_url(
@@ -187,8 +215,11 @@ class BugzillaClient:
             ) from None
         if self.timeout <= 0:
             raise UserError(f"bugzilla.timeout must be positive, not {timeout!r}")
+        #: The REST base and web root, never with the user:password of bugzilla.url...
         self.url = rest_base(url)
         self.web_url = web_base(self.url)
+        #: ...which goes as HTTP basic auth instead (e.g. a Bugzilla behind a proxy login).
+        self._basic_auth = url_credentials(url)
         self.api_key = (api_key or "").strip() or None
         self.auth = auth
         self.dry_run = dry_run
@@ -197,21 +228,42 @@ class BugzillaClient:
         self._bz: Any = None
         self._whoami: str | None = None
         self._whoami_known = False
+        #: The method of the latest request (a timeout after a write may have applied it).
+        self._last_method: str | None = None
         if self.api_key:
             _protect_logs(self.api_key)
+        if self._basic_auth and self._basic_auth[1]:
+            _protect_logs(self._basic_auth[1])
 
     # ------------------------------------------------------------- connection
     def _session(self, header_key: str | None) -> Any:
+        """The requests session every request of this client goes through.
+
+        It applies bugzilla.timeout, remembers the method (for timeout messages) and, in a dry
+        run, prints each read it performs and refuses to send anything else.
+        """
         import requests
 
-        timeout = self.timeout
+        client = self
 
-        class _TimedSession(requests.Session):
+        class _ClientSession(requests.Session):
             def request(self, method: str, url: str, **kwargs: Any) -> Any:
-                kwargs["timeout"] = timeout
+                method = method.upper()
+                kwargs["timeout"] = client.timeout
+                client._last_method = method
+                if client.dry_run:
+                    shown = client._shown_url(method, url, kwargs.get("params"))
+                    if method not in _READ_METHODS:
+                        # Writes are printed by _would_send and never reach the session.
+                        raise UserError(f"a dry run must not send {method} {shown}; nothing sent")
+                    from lib.console import info
+
+                    info(f"dry-run: runs read-only: {method} {shown}")
                 return super().request(method, url, **kwargs)
 
-        session = _TimedSession()
+        session = _ClientSession()
+        if self._basic_auth:
+            session.auth = self._basic_auth
         if header_key:
             session.headers["X-BUGZILLA-API-KEY"] = header_key
         return session
@@ -312,9 +364,11 @@ class BugzillaClient:
         return data if isinstance(data, dict) and data.get("error") else None
 
     def _scrub(self, text: str) -> str:
-        text = _one_line(text)
+        text = public_url(_one_line(text))
         if self.api_key:
             text = text.replace(self.api_key, MASK)
+        if self._basic_auth and self._basic_auth[1]:
+            text = text.replace(self._basic_auth[1], MASK)
         text = re.sub(r"(Bugzilla_api_key|api_key)=[^&\s]*", r"\1=" + MASK, text)
         return text
 
@@ -324,9 +378,20 @@ class BugzillaClient:
 
         where = self.web_url
         if isinstance(exc, requests.exceptions.Timeout):
+            late = f"Bugzilla at {where} did not answer within {self.timeout:g} seconds"
+            if isinstance(exc, requests.exceptions.ConnectTimeout):
+                return UserError(
+                    f"{late} (bugzilla.timeout) to a connection attempt, so this request was "
+                    f"not sent; rerun when it is reachable"
+                )
+            if self._last_method not in _READ_METHODS:
+                return UserError(
+                    f"{late} (bugzilla.timeout) to a {self._last_method} that changes the bug: "
+                    f"the change may or may not have been applied; rerunning is safe, since "
+                    f"each task checks the bug before changing it"
+                )
             return UserError(
-                f"Bugzilla at {where} did not answer within {self.timeout:g} seconds "
-                f"(bugzilla.timeout); nothing more was sent"
+                f"{late} (bugzilla.timeout) to a read request; try again, or raise bugzilla.timeout"
             )
         if isinstance(exc, requests.exceptions.ConnectionError):
             return UserError(
@@ -415,12 +480,36 @@ class BugzillaClient:
         return UserError(f"Bugzilla refused the request: {message} (code {code})")
 
     # ------------------------------------------------------------- dry run
+    def _shown_url(self, method: str, url: str, params: Any) -> str:
+        """The request's full URL as it may be printed: no user:password, the key masked."""
+        import requests
+
+        try:
+            full = requests.Request(method, url, params=params or {}).prepare().url or url
+        except Exception:  # an unpreparable URL is printed as given
+            full = url
+        return self._scrub(full)
+
+    def _dry_connect(self) -> None:
+        """Connect as a real run would (its reads are shown); a failure is only reported."""
+        if self._bz is not None:
+            return
+        try:
+            self._connect()
+        except UserError as exc:
+            from lib.console import info
+
+            info(f"dry-run: note: a real run would stop here: {exc}")
+
     def _would_send(self, method: str, path: str, body: dict[str, Any]) -> None:
+        """Print a write a real run would send: method, URL, JSON body (the key masked)."""
         text = json.dumps(body, indent=2, ensure_ascii=False, sort_keys=True)
         if self.api_key:
             text = text.replace(self.api_key, MASK)
-        url = self.url.rstrip("/") + path
-        print(f"dry run: would send {method} {url}\n{text}", file=sys.stderr, flush=True)
+        url = self._scrub(self.url.rstrip("/") + path)
+        if self.auth_used == "param":
+            url += f"?Bugzilla_api_key={MASK}"
+        print(f"dry-run: would send {method} {url}\n{text}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------- reads
     def bug_url(self, bug_id: int) -> str:
@@ -586,20 +675,36 @@ class BugzillaClient:
             self._would_send("POST", "/bug", body(with_type))
             return 0
         bz = self._connect()
-        try:
-            created = self._guard(
-                lambda: bz.createbug(body(with_type)),
-                context,
-                allow=(_CODE_NOT_A_PARAM, _CODE_TYPE_REQUIRED),
-            )
-        except _Allowed as allowed:
-            # The server disagrees about bug types: 53 = "type" unknown, 135 = "type" required.
-            if (allowed.code == _CODE_NOT_A_PARAM) != with_type:
-                raise UserError(
-                    f"Bugzilla refused the request: {allowed.message}".rstrip()
-                ) from None
-            created = self._guard(lambda: bz.createbug(body(not with_type)), context)
-        return int(created.bug_id)
+        typed, type_switched = with_type, False
+        # At most three attempts: one type switch and one retry without the priority.
+        for _attempt in range(3):
+            try:
+                created = self._guard(
+                    lambda typed=typed: bz.createbug(body(typed)),
+                    context,
+                    allow=(_CODE_NOT_A_PARAM, _CODE_TYPE_REQUIRED, _CODE_NO_SUCH_VALUE),
+                )
+                return int(created.bug_id)
+            except _Allowed as allowed:
+                message = re.sub(r"\s*\(code=-?\d+\)$", "", allowed.message)
+                if allowed.code == _CODE_NO_SUCH_VALUE:
+                    if "priority" in params and re.search(r"\bpriority\b", message, re.I):
+                        # Upstream's stock priorities are Highest..Lowest, not P1..P5.
+                        from lib.console import info
+
+                        info(
+                            f"note: this Bugzilla has no priority {params.pop('priority')!r}; "
+                            f"the bug gets the server's default priority"
+                        )
+                        continue
+                    raise self._coded_error(allowed.code, message, context) from None
+                # The server disagrees about bug types: 53 = "type" unknown, 135 = "type" required.
+                if type_switched or (allowed.code == _CODE_NOT_A_PARAM) != typed:
+                    raise UserError(
+                        f"Bugzilla refused the request: {message} (code {allowed.code})"
+                    ) from None
+                typed, type_switched = not typed, True
+        raise UserError("Bugzilla refused to file the bug after three attempts")
 
     def _check_comment(self, text: str) -> None:
         if len(text) > MAX_COMMENT_LENGTH:
@@ -614,6 +719,7 @@ class BugzillaClient:
         body = dict(changes)
         body["ids"] = [bug_id]
         if self.dry_run:
+            self._dry_connect()
             self._would_send("PUT", f"/bug/{bug_id}", body)
             return {}
         bz = self._connect()

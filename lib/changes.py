@@ -52,31 +52,30 @@ class Commit:
         return f"{self.short}: {self.summary} ({self.author})"
 
 
-_FIELD = "\x1f"
-_RECORD = "\x1e"
-
-
 def commits_between(repo: GitRepo, since: str | None, head: str) -> list[Commit]:
     """Non-merge commits reachable from `head` but not from `since` (all of them when None),
     oldest first."""
     revs = [f"{since}..{head}"] if since else [head]
+    # NUL between fields and (with -z) after each commit: the only byte a message can't hold.
     out = repo.read(
         "log",
+        "-z",
         "--no-merges",
         "--reverse",
         "--topo-order",
         "--no-color",
+        "--no-show-signature",
         "--encoding=UTF-8",
-        f"--format=%H{_FIELD}%an{_FIELD}%B{_RECORD}",
+        "--format=%H%x00%an%x00%B",
         *revs,
         "--",
     )
+    fields = out.split("\0")
     commits = []
-    for record in out.split(_RECORD):
-        record = record.lstrip("\n")
-        if not record:
-            continue
-        sha, author, message = record.split(_FIELD, 2)
-        summary = message.strip().split("\n", 1)[0].strip() if message.strip() else "(no message)"
+    for index in range(0, len(fields) - 2, 3):
+        sha, author, message = fields[index : index + 3]
+        sha = sha.strip()
+        text = message.strip()
+        summary = text.split("\n", 1)[0].strip() if text else "(no message)"
         commits.append(Commit(sha=sha, summary=summary, author=author, bugs=find_bugs(message)))
     return commits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ from lib.settings import setting
 
 #: Bugzilla refuses comments (and so descriptions) longer than this (code 114).
 MAX_COMMENT_LENGTH = 65_535
+#: Bugzilla's limit for a summary.
+MAX_SUMMARY_LENGTH = 255
 
 
 def deploy_summary(project: str, tag: str) -> str:
@@ -22,16 +25,11 @@ def deploy_summary(project: str, tag: str) -> str:
     return f"{project} deploy: {tag}"
 
 
-def web_base(bugzilla_url: str) -> str:
-    """https://host/ of a Bugzilla whose REST base is `bugzilla_url`."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(bugzilla_url)
-    return f"{parts.scheme}://{parts.netloc}/"
-
-
 def bug_link(bugzilla_url: str, number: int) -> str:
-    return f"{web_base(bugzilla_url)}show_bug.cgi?id={number}"
+    """The show_bug.cgi link of bug `number` (never with the URL's user:password)."""
+    from lib.bugzilla import web_base
+
+    return f"{web_base(bugzilla_url)}/show_bug.cgi?id={number}"
 
 
 @dataclass
@@ -77,8 +75,15 @@ def _list_some(paths: list[str], most: int = 5) -> str:
 def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) -> None:
     """Read-only checks before anything is planned or filed; each failure is one UserError."""
     if repo.rev_parse(f"refs/heads/{main_branch}") is None:
+        if repo.rev_parse("HEAD") is None and not repo.read("for-each-ref", "--count=1").strip():
+            raise UserError(f"the repository {repo.path} has no commits yet")
         raise UserError(
             f"branch {main_branch!r} does not exist in {repo.path} (set deploy.main_branch)"
+        )
+    if repo.is_shallow():
+        raise UserError(
+            f"{repo.path} is a shallow clone, so the history since the last deploy tag may be "
+            f"missing; run `git fetch --unshallow {remote}` first"
         )
     dirty = repo.dirty_paths()
     if dirty:
@@ -118,7 +123,7 @@ def resolve_range(
     main_branch: str,
     since: str | None,
     head: str | None,
-    tags: list[str],
+    previous: str | None,
 ) -> tuple[str | None, str | None, str]:
     """(previous tag, its commit, head commit) for the deploy, checked against each other."""
     if since is not None:
@@ -127,7 +132,6 @@ def resolve_range(
         if previous_sha is None:
             raise UserError(f"--since tag {since!r} does not exist")
     else:
-        previous = scheme.previous(tags)
         previous_sha = repo.rev_parse(f"refs/tags/{previous}") if previous else None
     if head is None:
         head_sha = repo.rev_parse(f"refs/heads/{main_branch}")
@@ -143,7 +147,48 @@ def resolve_range(
     return previous, previous_sha, head_sha
 
 
+def refuse_own_checkout(repo: GitRepo) -> None:
+    """Filing or tagging the releng-tasks checkout itself is a mistake: it is not the service."""
+    from lib.settings import PROJECT_ROOT
+
+    if repo.path.resolve() == PROJECT_ROOT.resolve():
+        raise UserError(
+            f"{repo.path} is the releng-tasks checkout itself, not the service; pass --repo "
+            f"or set deploy.repo (e.g. INVOKE_DEPLOY_REPO=~/src/socorro)"
+        )
+
+
+def deploy_tags(
+    repo: GitRepo, scheme: TagScheme, remote: str, remote_tags: list[str] | None
+) -> tuple[str | None, list[str]]:
+    """(the previous deploy tag, every tag name the next one must not collide with).
+
+    Online, the remote's tags are the truth: a higher deploy tag that exists only here (never
+    pushed, or left by an abandoned deploy) would silently drop commits, so it is refused.
+    """
+    local = repo.tags()
+    if remote_tags is None:
+        return scheme.previous(local), local
+    previous = scheme.previous(remote_tags)
+    unpushed = [t for t in local if scheme.is_valid(t) and t not in set(remote_tags)]
+    newest_unpushed = scheme.previous(unpushed)
+    if newest_unpushed and (
+        previous is None or scheme.sort_key(newest_unpushed) > scheme.sort_key(previous)
+    ):
+        raise UserError(
+            f"deploy tag {newest_unpushed} exists here but not on {remote!r}; finish that deploy "
+            f"(`invoke deploy.tag {newest_unpushed}`) or delete the tag (`git tag -d "
+            f"{newest_unpushed}`)"
+        )
+    return previous, sorted(set(local) | set(remote_tags))
+
+
+GITHUB_REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
 def compare_url(github_repo: str, previous: str | None, head_sha: str) -> str:
+    if not GITHUB_REPO_RE.fullmatch(github_repo):
+        raise UserError(f"deploy.github_repo must look like OWNER/REPO (got {github_repo!r})")
     if previous:
         return f"https://github.com/{github_repo}/compare/{previous}...{head_sha}"
     return f"https://github.com/{github_repo}/commits/{head_sha}"
@@ -166,6 +211,12 @@ def render_texts(c: Any, plan: DeployPlan) -> None:
         "prod_url": setting(c, "deploy.prod_url"),
     }
     plan.summary = render_config(c, "deploy_bug_summary.txt.j2", context).strip()
+    if not plan.summary or "\n" in plan.summary or len(plan.summary) > MAX_SUMMARY_LENGTH:
+        raise UserError(
+            f"template deploy_bug_summary.txt.j2 must render one line of 1 to "
+            f"{MAX_SUMMARY_LENGTH} characters (got {len(plan.summary.splitlines())} line(s), "
+            f"{len(plan.summary)} characters)"
+        )
     commits, bugs = plan.commits, context["bugs"]
 
     def description_with(fraction: float) -> str:
@@ -207,18 +258,23 @@ def build_plan(
     *,
     since: str | None = None,
     head: str | None = None,
+    remote_tags: list[str] | None = None,
     today: datetime.date | None = None,
 ) -> DeployPlan:
-    """The deploy plan from the repository's real history (after preflight)."""
+    """The deploy plan from the repository's real history (after preflight).
+
+    `remote_tags`: the remote's tag names (None when offline: the local tags are used).
+    """
     from lib.deploytags import scheme_from_config
 
     scheme = scheme_from_config(c)
     main_branch = str(setting(c, "deploy.main_branch"))
-    tags = repo.tags()
+    remote = str(setting(c, "deploy.remote"))
+    last_tag, taken = deploy_tags(repo, scheme, remote, remote_tags)
     previous, previous_sha, head_sha = resolve_range(
-        repo, scheme, main_branch=main_branch, since=since, head=head, tags=tags
+        repo, scheme, main_branch=main_branch, since=since, head=head, previous=last_tag
     )
-    next_tag = scheme.next(scheme.previous(tags), tags, today or datetime.date.today())
+    next_tag = scheme.next(last_tag, taken, today or datetime.date.today())
     commits = commits_between(repo, previous_sha, head_sha)
     plan = DeployPlan(
         project=str(setting(c, "deploy.project")),

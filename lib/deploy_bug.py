@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lib.console import info
@@ -15,24 +16,37 @@ _NOBODY = {"nobody@mozilla.org", "nobody@bugzilla.org", ""}
 
 
 def check_priority(priority: str) -> str:
-    if priority not in PRIORITIES:
+    """P1 or P2 (any case)."""
+    if str(priority).upper() not in PRIORITIES:
         raise UserError(f"--priority must be P1 or P2 (got {priority!r})")
-    return priority
+    return str(priority).upper()
 
 
-def enter_bug_link(c: Any, plan: DeployPlan, priority: str) -> str:
-    """The prefilled enter_bug.cgi link for filing by hand."""
+#: Longer request targets are refused by BMO's front end (HTTP 414).
+MAX_LINK_LENGTH = 8000
+PASTE_NOTE = "(paste the description printed by `invoke deploy.prepare` here)"
+
+
+def enter_bug_link(c: Any, plan: DeployPlan, priority: str) -> tuple[str, bool]:
+    """The prefilled enter_bug.cgi link for filing by hand, and whether the description had to be
+    left out of it (a link longer than about 8 KiB is refused by BMO)."""
     from lib.bugzilla import enter_bug_url
 
-    return enter_bug_url(
-        str(setting(c, "bugzilla.url")),
-        product=str(setting(c, "bugzilla.product")),
-        component=str(setting(c, "bugzilla.component")),
-        summary=plan.summary,
-        description=plan.description,
-        priority=priority,
-        bug_type="task",
-    )
+    def link(description: str) -> str:
+        return enter_bug_url(
+            str(setting(c, "bugzilla.url")),
+            product=str(setting(c, "bugzilla.product")),
+            component=str(setting(c, "bugzilla.component")),
+            summary=plan.summary,
+            description=description,
+            priority=priority,
+            bug_type="task",
+        )
+
+    full = link(plan.description)
+    if len(full) <= MAX_LINK_LENGTH:
+        return full, False
+    return link(PASTE_NOTE), True
 
 
 def connect(c: Any) -> Any | None:
@@ -109,6 +123,23 @@ def engineers_to_ask(client: Any, plan: DeployPlan, deployer: str | None) -> dic
     return {email: sorted(bugs) for email, bugs in sorted(people.items())}
 
 
+_ASKED_RE = re.compile(r"^\[releng-tasks deploy\.prepare: needinfo (\S+) asked=(\S+)\]$", re.M)
+
+
+def asked_marker(tag: str, emails: list[str]) -> str:
+    """The last line of a needinfo comment: who was asked, so a rerun never asks them again."""
+    return f"[releng-tasks deploy.prepare: needinfo {tag} asked={','.join(emails)}]"
+
+
+def already_asked(client: Any, bug_id: int) -> set[str]:
+    """Everyone asked by an earlier needinfo comment of ours on the bug, answered or not."""
+    asked: set[str] = set()
+    for comment in client.comments(bug_id):
+        for match in _ASKED_RE.finditer(str(comment.get("text", ""))):
+            asked.update(email.lower() for email in match.group(2).split(","))
+    return asked
+
+
 def pending_needinfo(bug: dict) -> set[str]:
     return {
         str(f.get("requestee", "")).lower()
@@ -124,8 +155,9 @@ def request_verification(
     from lib.render import render_config
 
     people = engineers_to_ask(client, plan, deployer)
-    already = pending_needinfo(client.get_bug(bug_id))
-    people = {email: bugs for email, bugs in people.items() if email.lower() not in already}
+    if bug_id:  # 0: a dry run that would file the bug
+        already = pending_needinfo(client.get_bug(bug_id)) | already_asked(client, bug_id)
+        people = {email: bugs for email, bugs in people.items() if email.lower() not in already}
     if not people:
         info("nobody to needinfo: no referenced bug has an assignee who still needs asking")
         return []
@@ -145,5 +177,62 @@ def request_verification(
             ],
         },
     )
-    client.add_comment(bug_id, text, needinfo=list(people))
+    text = f"{text.rstrip()}\n\n{asked_marker(plan.next_tag, list(people))}\n"
+    if bug_id:
+        client.add_comment(bug_id, text, needinfo=list(people))
+    else:
+        info(f"dry-run: would ask on the new bug: {', '.join(people)}")
     return list(people)
+
+
+def publish(
+    c: Any,
+    plan: DeployPlan,
+    *,
+    file_bug: bool,
+    needinfo: bool,
+    priority: str,
+    assignee: str | None,
+) -> None:
+    """File (or reuse) the deploy bug and ask for verification, or prepare the link to file it
+    by hand; what happened goes into `plan.extra`."""
+    client = connect(c) if (file_bug or needinfo) else None
+    if (file_bug or needinfo) and client is None:
+        info("no Bugzilla API key (BUGZILLA_API_KEY or bugzillarc), so nothing is filed")
+    if client is None:
+        link, cut = enter_bug_link(c, plan, priority)
+        plan.extra["enter_bug_url"] = link
+        if cut:
+            info(
+                "note: the description is too long for a link (BMO refuses links over 8 KiB); "
+                "the link leaves it out: paste the description printed above into the form"
+            )
+        return
+    bug_id, filed = file_or_reuse(c, client, plan, priority=priority, assignee=assignee)
+    dry_new = filed and not bug_id  # a dry run: the bug would be filed
+    plan.extra.update(
+        bug_id=bug_id or None,
+        bug_url=client.bug_url(bug_id) if bug_id else None,
+        bug_filed_now=filed and not dry_new,
+        dry_run=is_dry(c),
+    )
+    if needinfo:
+        plan.extra["needinfo"] = request_verification(
+            c, client, plan, bug_id, deployer=assignee or deployer(c, client)
+        )
+
+
+def outcome_lines(plan: DeployPlan) -> list[str]:
+    """What deploy.prepare tells the user after the bug text."""
+    extra = plan.extra
+    if "enter_bug_url" in extra:
+        return [f"file it here (prefilled): {extra['enter_bug_url']}"]
+    if extra.get("bug_id") is None:
+        lines = ["deploy bug: would be filed (dry run; nothing was sent)"]
+    else:
+        verb = "filed" if extra["bug_filed_now"] else "reused"
+        lines = [f"deploy bug ({verb}): {extra['bug_url']}"]
+    if extra.get("needinfo"):
+        would = "would be requested" if extra.get("dry_run") else "requested"
+        lines.append(f"needinfo {would} from: {', '.join(extra['needinfo'])}")
+    return lines

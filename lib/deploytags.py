@@ -26,7 +26,7 @@ class TagScheme:
             raise UserError(
                 f"deploy.tag_scheme must be one of {', '.join(SCHEMES)} (got {self.kind!r})"
             )
-        if self.prefix and not re.fullmatch(r"[A-Za-z0-9._/-]+", self.prefix):
+        if self.prefix and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", self.prefix):
             raise UserError(f"deploy.tag_prefix {self.prefix!r} is not usable in a tag name")
 
     @property

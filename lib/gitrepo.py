@@ -7,7 +7,6 @@ helpers apply). Plain subprocess keeps this fast: importing GitPython alone cost
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -15,17 +14,27 @@ from pathlib import Path
 
 from lib.console import info
 from lib.errors import UserError
+from lib.settings import environment_without_secrets
 
 #: Never let git stop to ask for a password or passphrase on a terminal we don't own.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
 
 def _first_line(text: str) -> str:
-    for line in text.strip().splitlines():
-        line = line.strip()
-        if line:
-            return line.removeprefix("fatal: ").removeprefix("error: ")
-    return "no message"
+    """git's reason for a failure, on one line: a rejected ref (with what the remote's hooks
+    said), else the first fatal/error line, else the first line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    said = [line for line in said if line]
+    for line in lines:
+        if "[rejected]" in line or "[remote rejected]" in line or "would clobber" in line:
+            reason = " ".join(line.lstrip("! ").split())
+            return f"{reason}; the remote said: {said[0]}" if said else reason
+    for line in lines:
+        if line.startswith(("fatal: ", "error: ")):
+            reason = line.removeprefix("fatal: ").removeprefix("error: ")
+            return f"{reason}; the remote said: {said[0]}" if said else reason
+    return lines[0] if lines else "no message"
 
 
 @dataclass
@@ -39,7 +48,7 @@ class GitRepo:
             return subprocess.run(
                 ["git", *args],
                 cwd=self.path,
-                env={**os.environ, **_GIT_ENV},
+                env=environment_without_secrets(_GIT_ENV),
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,
@@ -79,8 +88,32 @@ class GitRepo:
 
     def dirty_paths(self) -> list[str]:
         """Paths that are modified, staged or untracked (ignored files excluded)."""
-        out = self.read("status", "--porcelain=v1", "--untracked-files=normal")
-        return [line[3:] for line in out.splitlines() if line.strip()]
+        out = self.read("status", "--porcelain=v1", "-z", "--untracked-files=normal")
+        paths, entries = [], iter(out.split("\0"))
+        for entry in entries:
+            if len(entry) < 4:
+                continue
+            paths.append(entry[3:])
+            if entry[0] in "RC":
+                next(entries, None)  # a rename's source path follows
+        return paths
+
+    def is_shallow(self) -> bool:
+        return (self.try_read("rev-parse", "--is-shallow-repository") or "").strip() == "true"
+
+    def remote_tags(self, remote: str) -> list[str]:
+        """The tag names on `remote` (asks the remote; a failure suggests --offline)."""
+        result = self._run(("ls-remote", "--tags", "--refs", remote))
+        if result.returncode != 0:
+            raise UserError(
+                f"could not list the tags of remote {remote!r}: {_first_line(result.stderr)}; "
+                f"check the network or rerun with --offline"
+            )
+        return [
+            line.split("\t", 1)[1].removeprefix("refs/tags/")
+            for line in result.stdout.splitlines()
+            if "\t" in line
+        ]
 
     def current_branch(self) -> str | None:
         out = self.try_read("symbolic-ref", "--quiet", "--short", "HEAD")
@@ -96,7 +129,7 @@ class GitRepo:
                 f"the repository has no remote named {remote!r} (set deploy.remote, "
                 f"or use --offline to skip the fetch)"
             )
-        result = self._run(("fetch", "--quiet", "--tags", "--prune", remote))
+        result = self._run(("fetch", "--tags", remote))
         if result.returncode != 0:
             raise UserError(
                 f"could not fetch from remote {remote!r}: {_first_line(result.stderr)}; "
@@ -119,6 +152,8 @@ def open_repo(path: Path) -> GitRepo:
         raise UserError(f"repository path {path} does not exist")
     if not path.is_dir():
         raise UserError(f"repository path {path} is not a directory")
+    if path.name == ".git" and (path / "HEAD").is_file():
+        path = path.parent  # --repo pointed at the .git directory of a work tree
     probe = GitRepo(path)._run(("rev-parse", "--show-toplevel"))
     if probe.returncode != 0:
         raise UserError(f"{path} is not a git repository (set deploy.repo or pass --repo)")

@@ -98,6 +98,13 @@ class RequestState:
     answered_at: str | None = None
     reply: str | None = None  # first line of the reply comment
     comment_count: int | None = None
+    #: Whether `person` replied with a comment of their own after the request (what grants need).
+    replied_by_person: bool = False
+
+    @property
+    def answered_by_others(self) -> bool:
+        """Answered (needinfo cleared), but without a reply comment from the person asked."""
+        return self.state == "answered" and not self.replied_by_person
 
 
 @dataclass
@@ -127,6 +134,14 @@ class AccessRequest:
         ]
 
     @property
+    def answered_by_others(self) -> list[RequestState]:
+        return [
+            self.requests[k]
+            for k in KINDS
+            if k in self.requests and self.requests[k].answered_by_others
+        ]
+
+    @property
     def granted(self) -> bool:
         return self.granted_at is not None
 
@@ -148,6 +163,13 @@ class AccessRequest:
         if self.pending:
             waiting = ", ".join(r.person for r in self.pending)
             return f"waiting for {waiting}"
+        if self.answered_by_others:
+            return (
+                f"{not_replied(self.answered_by_others)}: ask again with `invoke pii.request "
+                f"{self.bug_id} --requester {self.requester} --manager {self.manager}`, or, if "
+                f"you checked their answer elsewhere, `invoke pii.grant {self.bug_id} "
+                f"--accept-answer-from-others`"
+            )
         return f"both answered: read the replies, then run `invoke pii.grant {self.bug_id}`"
 
     def to_json(self) -> dict[str, Any]:
@@ -166,6 +188,7 @@ class AccessRequest:
             "ready_to_grant": self.requester is not None
             and not self.not_sent
             and not self.pending
+            and not self.answered_by_others
             and not self.granted,
             "next_step": self.next_step(),
         }
@@ -245,10 +268,27 @@ def read_request(client: Any, bug_id: int) -> AccessRequest:
     return result
 
 
+def not_replied(states: list[RequestState]) -> str:
+    """E.g. "manager@x did not reply (needinfo cleared by engineer@x without a reply comment)"."""
+    parts = []
+    for state in states:
+        who = state.answered_by or "someone else"
+        how = "with a comment" if state.reply else "without a comment"
+        parts.append(
+            f"{state.person} did not reply to the {KIND_LABELS[state.kind]} request themselves "
+            f"(needinfo cleared by {who} {how})"
+        )
+    return "; ".join(parts)
+
+
 def _fill_answer(
     state: RequestState, later: list[dict[str, Any]], history: list[dict[str, Any]]
 ) -> None:
-    """Who cleared the needinfo and when (history), and the first line of their reply."""
+    """Who cleared the needinfo and when (history), and the first line of the reply.
+
+    The reply of the person asked wins; otherwise the comment of whoever cleared the needinfo
+    is shown, and `replied_by_person` stays False.
+    """
     label = f"needinfo?({state.person})".lower()
     for entry in history:
         if state.requested_at and str(entry.get("when", "")) < state.requested_at:
@@ -262,16 +302,19 @@ def _fill_answer(
                 state.answered_by = str(entry.get("who", ""))
                 state.answered_at = str(entry.get("when", ""))
     replies = [c for c in later if not _is_ours(c)]
-    candidates = [state.person.lower()]
+    own = next((c for c in replies if _creator(c).lower() == state.person.lower()), None)
+    if own is not None:
+        state.replied_by_person = True
+        state.reply = _first_line(str(own.get("text", "")))
+        if not state.answered_by or state.answered_by.lower() != state.person.lower():
+            # Their own reply is the answer, whoever cleared the flag.
+            state.answered_by = _creator(own)
+            state.answered_at = _comment_time(own)
+        return
     if state.answered_by:
-        candidates.insert(0, state.answered_by.lower())
-    for who in candidates:
-        reply = next((c for c in replies if _creator(c).lower() == who), None)
-        if reply is not None:
-            state.reply = _first_line(str(reply.get("text", "")))
-            state.answered_by = state.answered_by or _creator(reply)
-            state.answered_at = state.answered_at or _comment_time(reply)
-            return
+        other = next((c for c in replies if _creator(c).lower() == state.answered_by.lower()), None)
+        if other is not None:
+            state.reply = _first_line(str(other.get("text", "")))
 
 
 def answer_lines(request: AccessRequest) -> list[str]:
@@ -292,7 +335,8 @@ def answer_lines(request: AccessRequest) -> list[str]:
         who = state.answered_by or "someone"
         when = f" at {state.answered_at}" if state.answered_at else ""
         reply = f': "{state.reply}"' if state.reply else " (no reply comment)"
-        lines.append(f"  {label} ({state.person}): answered by {who}{when}{reply}")
+        own = "" if state.replied_by_person else f" [no reply from {state.person}]"
+        lines.append(f"  {label} ({state.person}): answered by {who}{when}{reply}{own}")
     return lines
 
 
@@ -326,6 +370,7 @@ def admin_link(admin_url: str, email: str) -> str:
 class RequestPlan:
     to_post: list[str]  # kinds to post now
     already: list[str]  # kinds already on the bug
+    again: list[str] = field(default_factory=list)  # kinds answered by others, asked again
 
 
 def plan_request(request: AccessRequest, requester: str, manager: str) -> RequestPlan:
@@ -346,8 +391,14 @@ def plan_request(request: AccessRequest, requester: str, manager: str) -> Reques
             f"bug {request.bug_id} already asked {existing_manager.person} to confirm as manager, "
             f"not {manager}; nothing was posted"
         )
-    to_post = [k for k in KINDS if k not in request.requests]
-    return RequestPlan(to_post=to_post, already=[k for k in KINDS if k in request.requests])
+    # A request answered by someone else than the person asked is asked again.
+    again = [s.kind for s in request.answered_by_others]
+    to_post = [k for k in KINDS if k not in request.requests or k in again]
+    return RequestPlan(
+        to_post=to_post,
+        already=[k for k in KINDS if k in request.requests and k not in again],
+        again=again,
+    )
 
 
 def request_text(c: Any, kind: str, *, bug_id: int, requester: str, manager: str) -> str:
@@ -374,8 +425,12 @@ def granted_text(c: Any, *, bug_id: int, requester: str) -> str:
     return f"{body}\n\n{granted_marker(requester)}\n"
 
 
-def check_grantable(request: AccessRequest) -> None:
-    """Refuse to grant unless both requests were sent and answered and the bug is open."""
+def check_grantable(request: AccessRequest, *, accept_answer_from_others: bool = False) -> None:
+    """Refuse to grant unless the bug is open and both requests were sent and answered.
+
+    Answered means a reply comment from the person asked; a needinfo that someone else cleared
+    counts only with `accept_answer_from_others`.
+    """
     if request.requester is None:
         raise UserError(
             f"bug {request.bug_id} has no access request from pii.request; run `invoke "
@@ -396,4 +451,11 @@ def check_grantable(request: AccessRequest) -> None:
         raise UserError(
             f"cannot grant yet: the needinfo is still pending for {waiting}; see "
             f"`invoke pii.status {request.bug_id}`"
+        )
+    others = request.answered_by_others
+    if others and not accept_answer_from_others:
+        raise UserError(
+            f"cannot grant: {not_replied(others)}; ask again with `invoke pii.request "
+            f"{request.bug_id} --requester {request.requester} --manager {request.manager}`, "
+            f"or accept that answer with --accept-answer-from-others"
         )

@@ -55,7 +55,20 @@ def render(name: str, context: dict[str, Any], template_dir: str | None = None) 
         searched = ", ".join(str(d) for d in template_dirs(template_dir))
         raise UserError(f"template {name} not found in {searched}") from None
     except jinja2.UndefinedError as exc:
-        raise UserError(f"template {name}: {exc.message}") from None
+        raise UserError(f"template {_where(exc, name)}: {exc.message}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"template {name} is not UTF-8 text") from None
+
+
+def _where(exc: BaseException, name: str) -> str:
+    """`path, line N` of the template frame a rendering error came from (Jinja2 rewrites the
+    traceback so that template lines appear as frames), else the template's name."""
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith(".j2"):
+            return f"{frame.filename}, line {frame.lineno}"
+    return name
 
 
 def render_config(c: Any, name: str, context: dict[str, Any]) -> str:

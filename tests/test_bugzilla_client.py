@@ -12,6 +12,7 @@ from lib.bugzilla import (
     BugzillaClient,
     api_key_from_environment,
     enter_bug_url,
+    public_url,
     rest_base,
 )
 from lib.errors import UserError
@@ -82,6 +83,30 @@ def test_create_recovers_when_server_disagrees_about_types(fake_bugzilla_upstrea
     bug_id = file_bug(client(server))
     assert "type" not in server.bug(bug_id)
     assert [e.status for e in server.requests("POST")] == [400, 200]
+
+
+def test_create_on_stock_upstream_drops_an_unknown_priority(fake_bugzilla_upstream, capsys):
+    """Stock upstream 5.0/5.2 priorities are Highest..Lowest/---: P2 is refused (code 51)."""
+    server = fake_bugzilla_upstream
+    assert "P2" not in server.priorities
+    bug_id = file_bug(client(server), priority="P2", assignee="engineer@mozilla.com")
+    bug = server.bug(bug_id)
+    assert bug["priority"] == "---" and bug["assigned_to"] == "engineer@mozilla.com"
+    assert bug["summary"] == "socorro deploy: 101"
+    posts = server.requests("POST", "/rest/bug")
+    assert [(e.status, e.body.get("priority")) for e in posts] == [(404, "P2"), (200, None)]
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "note: this Bugzilla has no priority 'P2'; the bug gets the server's default priority"
+    )
+    # A priority the server knows is kept, with no note.
+    bug_id = file_bug(client(server), priority="High")
+    assert server.bug(bug_id)["priority"] == "High" and capsys.readouterr().err == ""
+    # Other code-51 refusals are still errors, and nothing is retried for them.
+    before = len(server.requests("POST"))
+    message = error_of(lambda: file_bug(client(server), priority="P2", assignee="ghost@x.org"))
+    assert message == "unknown Bugzilla user 'ghost@x.org' (code 51)"
+    assert len(server.bugs) == 2 and len(server.requests("POST")) - before == 2
 
 
 def test_create_bad_type_is_refused_before_sending(fake_bugzilla):
@@ -225,6 +250,30 @@ def test_timeout(bugzilla_server):
     assert "did not answer within 0.3 seconds" in message
 
 
+def test_timeout_after_a_write_says_it_may_have_been_applied(bugzilla_server):
+    import time
+
+    server = bugzilla_server
+    bug_id = server.add_bug(summary="s")
+    bz = client(server, timeout=0.3)
+    bz.get_bug(bug_id)
+    server.add_fault(f"/rest/bug/{bug_id}", method="PUT", status=None, delay=1.0)
+    message = error_of(lambda: bz.add_comment(bug_id, "Deployed."))
+    assert message.startswith(f"Bugzilla at {server.base} did not answer within 0.3 seconds")
+    assert "to a PUT that changes the bug: the change may or may not have been applied" in message
+    assert "rerunning is safe, since each task checks the bug before changing it" in message
+    assert "nothing more was sent" not in message
+    for _ in range(50):  # the server applies it once its delay is over
+        if len(server.comments(bug_id)) == 2:
+            break
+        time.sleep(0.1)
+    assert server.comments(bug_id)[-1]["text"] == "Deployed."
+    # A read that times out says so, and nothing about changes.
+    server.add_fault(f"/rest/bug/{bug_id}", method="GET", status=None, delay=1.0)
+    message = error_of(lambda: bz.get_bug(bug_id))
+    assert "0.3 seconds (bugzilla.timeout) to a read request; try again" in message
+
+
 def test_invalid_key(bugzilla_server):
     bz = client(bugzilla_server, key="revoked-key-123")
     assert error_of(lambda: bz.get_bug(1)).startswith("the Bugzilla API key is invalid (code 306)")
@@ -339,10 +388,83 @@ def test_dry_run_sends_no_write(bugzilla_server, capsys):
     assert bugzilla_server.writes() == []
     assert bugzilla_server.bug(bug_id)["status"] in ("NEW", "CONFIRMED")
     err = capsys.readouterr().err
-    assert f"would send POST {bugzilla_server.url}bug" in err
-    assert f"would send PUT {bugzilla_server.url}bug/{bug_id}" in err
+    assert f"dry-run: would send POST {bugzilla_server.url}bug" in err
+    assert f"dry-run: would send PUT {bugzilla_server.url}bug/{bug_id}" in err
     assert '"requestee": "engineer@mozilla.com"' in err and '"resolution": "FIXED"' in err
     assert KEY not in err
+
+
+# ------------------------------------------------------------------ user:password in the URL
+def with_login(url: str, login: str = "me:s3cr%40t") -> str:
+    return url.replace("http://", f"http://{login}@", 1)
+
+
+def test_url_credentials_are_sent_as_basic_auth_never_printed(bugzilla_server, capsys):
+    import base64
+
+    server = bugzilla_server
+    bz = BugzillaClient(with_login(server.url), KEY)
+    assert bz.url == server.url and bz.web_url == server.base
+    bug_id = file_bug(bz)
+    assert bz.bug_url(bug_id) == f"{server.base}/show_bug.cgi?id={bug_id}"
+    assert bz.get_bug(bug_id)["url"] == bz.bug_url(bug_id)
+    basic = "Basic " + base64.b64encode(b"me:s3cr@t").decode()
+    assert {e.headers.get("Authorization") for e in server.journal} == {basic}
+    assert all("s3cr" not in e.target for e in server.journal)
+
+    # Errors: server failure, refusal, timeout, unreachable.
+    server.add_fault("/rest/bug/*", status=500)
+    server.add_fault("/rest/bug/*", method="PUT", status=None, delay=1.0)
+    server.add_fault("/rest/bug/*", status=404, body="no such page", content_type="text/plain")
+    messages = [
+        error_of(lambda: bz.get_bug(bug_id)),
+        error_of(
+            lambda: BugzillaClient(with_login(server.url), KEY, timeout=0.3).add_comment(
+                bug_id, "x"
+            )
+        ),
+        error_of(lambda: bz.get_bug(bug_id)),
+        error_of(lambda: bz.get_bug(4242)),
+    ]
+    server.stop()
+    messages.append(error_of(lambda: BugzillaClient(with_login(server.url), KEY).get_bug(1)))
+    messages.append(error_of(lambda: BugzillaClient("ftp://me:s3cr%40t@x/", KEY)))
+    for message in messages:
+        assert "s3cr" not in message and "me:" not in message, message
+    assert messages[0].startswith(f"Bugzilla at {server.base} failed with HTTP 500")
+
+    # Dry runs and links.
+    dry = BugzillaClient(with_login(server.url), KEY, dry_run=True)
+    dry.update_bug(bug_id, {"comment": {"comment": "x"}})
+    assert "s3cr" not in capsys.readouterr().err
+    link = enter_bug_url(
+        with_login(server.url), product="Socorro", component="Infra", summary="s", description="d"
+    )
+    assert link.startswith(f"{server.base}/enter_bug.cgi?")
+    assert public_url("https://u:p@bugzilla.example/rest/") == "https://bugzilla.example/rest/"
+
+
+def test_dry_run_prints_each_read_and_sends_no_write(bugzilla_server, capsys):
+    server = bugzilla_server
+    bug_id = server.add_bug(summary="s")
+    bz = client(server, dry_run=True)
+    assert bz.get_bug(bug_id)["id"] == bug_id
+    assert bz.comments(bug_id)[0]["count"] == 0
+    bz.add_comment(bug_id, "hi", needinfo=["engineer@mozilla.com"])
+    err = capsys.readouterr().err
+    reads = [line for line in err.splitlines() if line.startswith("dry-run: runs read-only: ")]
+    assert len(reads) == len(server.journal) and server.writes() == []
+    for line, entry in zip(reads, server.journal, strict=True):
+        method, url = line.removeprefix("dry-run: runs read-only: ").split(" ")
+        assert (method, urlsplit(url).path) == (entry.method, entry.path)
+    assert f"dry-run: runs read-only: GET {server.url}bug/{bug_id}" in err
+    assert f"dry-run: runs read-only: GET {server.url}bug/{bug_id}/comment" in err
+    assert "dry-run: would send PUT" in err and KEY not in err
+    # Nothing but a read can pass the client's session in a dry run.
+    backend = bz._connect()._backend
+    with pytest.raises(UserError, match="a dry run must not send POST"):
+        bz._guard(lambda: backend._post("/bug", {"summary": "x"}))
+    assert server.writes() == []
 
 
 # ------------------------------------------------------------------ helpers

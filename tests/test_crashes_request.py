@@ -91,10 +91,7 @@ def test_bad_input_files_nothing(invoke, fake_bugzilla, args, message):
     assert fake_bugzilla.writes() == []
 
 
-def test_dry_run_files_nothing(invoke, crashstats, fake_bugzilla):
-    result = request(invoke, fake_bugzilla, "--url", search_url(crashstats), "--reason", "why")
-    assert result.returncode == 0
-    writes = len(fake_bugzilla.writes())
+def test_dry_run_files_nothing_and_shows_the_request(invoke, crashstats, fake_bugzilla):
     result = invoke(
         "--dry",
         "crashes.request-reprocessing",
@@ -105,9 +102,21 @@ def test_dry_run_files_nothing(invoke, crashstats, fake_bugzilla):
         extra_env={"INVOKE_BUGZILLA_URL": fake_bugzilla.url, "BUGZILLA_API_KEY": KEY},
     )
     assert result.returncode == 0, result.stderr
-    assert "dry run: would file in Socorro :: General" in result.stderr
+    assert "would send POST" in result.stderr and "reprocess request: why" in result.stderr
+    assert "dry run: nothing was filed in Socorro :: General" in result.stderr
     assert "Reason: why" in result.stdout
-    assert len(fake_bugzilla.writes()) == writes
+    assert fake_bugzilla.writes() == []
+
+
+def test_rerun_reuses_the_open_request_bug(invoke, crashstats, fake_bugzilla):
+    first = request(invoke, fake_bugzilla, "--url", search_url(crashstats), "--reason", "again")
+    assert first.returncode == 0, first.stderr
+    second = request(invoke, fake_bugzilla, "--url", search_url(crashstats), "--reason", "again")
+    assert second.returncode == 0, second.stderr
+    assert "not filing it again" in second.stderr
+    assert second.stdout == first.stdout  # the same bug URL
+    filed = [b for b in fake_bugzilla.bugs.values() if b["summary"] == "reprocess request: again"]
+    assert len(filed) == 1
 
 
 def test_summary_is_cut_to_bugzillas_limit_and_url_pinning():

@@ -179,24 +179,24 @@ def test_ahead_of_remote(invoke, service_repo):
     assert "1 commit(s) ahead of origin/main" in line and "git push origin main" in line
 
 
-def test_behind_remote(invoke, service_repo, tmp_path):
+def push_from_elsewhere(repo: ServiceRepo, tmp_path) -> None:
+    """Someone else pushes a commit to the remote's main."""
     other = tmp_path / "other"
-    git(tmp_path, "clone", "--quiet", str(service_repo.remote_path), str(other))
+    git(tmp_path, "clone", "--quiet", str(repo.remote_path), str(other))
     (other / "f.txt").write_text("x")
     git(other, "add", "f.txt")
     git(other, "commit", "--quiet", "-m", "pushed by someone else")
     git(other, "push", "--quiet", "origin", "main")
+
+
+def test_behind_remote(invoke, service_repo, tmp_path):
+    push_from_elsewhere(service_repo, tmp_path)
     line = fail(invoke, service_repo.path)
     assert "behind origin/main" in line and "git pull --ff-only origin main" in line
 
 
 def test_diverged_from_remote(invoke, service_repo, tmp_path):
-    other = tmp_path / "other"
-    git(tmp_path, "clone", "--quiet", str(service_repo.remote_path), str(other))
-    (other / "f.txt").write_text("x")
-    git(other, "add", "f.txt")
-    git(other, "commit", "--quiet", "-m", "theirs")
-    git(other, "push", "--quiet", "origin", "main")
+    push_from_elsewhere(service_repo, tmp_path)
     service_repo.commit("ours")
     assert "have diverged" in fail(invoke, service_repo.path)
 
@@ -252,3 +252,203 @@ def test_bad_tag_scheme_in_config(invoke, tagged_repo):
         invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_DEPLOY_TAG_SCHEME": "semver"}
     )
     assert "deploy.tag_scheme must be one of integer, date" in line
+
+
+# --- regressions found by trying the tool as a new user ------------------------------------
+
+
+def test_unpushed_deploy_tag_higher_than_the_remotes_is_refused(invoke, tagged_repo):
+    tagged_repo.tag("101", "HEAD~1")  # made here, never pushed: it would hide commits
+    line = fail(invoke, tagged_repo.path)
+    assert "deploy tag 101 exists here but not on 'origin'" in line
+
+
+def test_remote_tags_decide_the_previous_tag_online(invoke, tagged_repo):
+    tagged_repo.git("push", "--quiet", "origin", ":refs/tags/100")  # 100 deleted upstream
+    tagged_repo.git("tag", "-d", "100")
+    plan = prepare_json(invoke, tagged_repo)
+    assert plan["previous_tag"] == "99" and plan["next_tag"] == "100"
+
+
+def test_local_tag_moved_away_from_the_remote_shows_gits_reason(invoke, tagged_repo):
+    tagged_repo.git("tag", "-f", "100", "HEAD~1")
+    line = fail(invoke, tagged_repo.path)
+    assert "could not fetch" in line and "would clobber existing tag" in line
+
+
+def test_signed_commits_with_log_show_signature_keep_clean_shas(invoke, service_repo, tmp_path):
+    key = tmp_path / "signing_key"
+    git(tmp_path, "version")  # git present
+    import subprocess
+
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "t@example.com", "-f", str(key)],
+        check=True,
+    )
+    service_repo.tag("1")
+    service_repo.git("config", "gpg.format", "ssh")
+    service_repo.git("config", "user.signingkey", str(key))
+    service_repo.git("config", "log.showSignature", "true")
+    (service_repo.path / "signed.txt").write_text("x\n")
+    service_repo.git("add", "signed.txt")
+    service_repo.git("commit", "--quiet", "-S", "-m", "bug 42: signed change")
+    plan = prepare_json(invoke, service_repo, "--offline")
+    assert [c["sha"] for c in plan["commits"]] == [service_repo.head()]
+    assert plan["commits"][0]["summary"] == "bug 42: signed change"
+
+
+def test_commit_message_with_control_bytes(invoke, service_repo):
+    service_repo.tag("1")
+    service_repo.commit("bug 7: odd\x1ebytes\x1f in a message")
+    plan = prepare_json(invoke, service_repo, "--offline")
+    assert plan["commits"][0]["sha"] == service_repo.head()
+    assert plan["bugs"] == [7]
+
+
+def test_shallow_clone_is_refused(invoke, tagged_repo, tmp_path):
+    shallow = tmp_path / "shallow"
+    git(
+        tmp_path,
+        "clone",
+        "--quiet",
+        "--depth",
+        "2",
+        f"file://{tagged_repo.remote_path}",
+        str(shallow),
+    )
+    line = fail(invoke, shallow, "--offline")
+    assert "shallow clone" in line and "git fetch --unshallow" in line
+
+
+def test_long_description_leaves_the_link_usable(invoke, service_repo):
+    service_repo.tag("1")
+    service_repo.many_commits(200, message="bug {n}: a change with a reasonably long summary line")
+    result = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline")
+    assert result.returncode == 0, result.stderr
+    link = result.stdout.split("file it here (prefilled): ", 1)[1].strip()
+    assert len(link) <= 8000
+    assert "paste" in parse_qs(urlsplit(link).query)["comment"][0]
+    assert "too long for a link" in result.stderr
+    assert "bug 200: a change" in result.stdout  # the description itself is still printed
+
+
+def test_own_checkout_is_never_filed(invoke, tmp_path):
+    from tests.conftest import PROJECT_ROOT
+
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(PROJECT_ROOT),
+        "--offline",
+        "--file-bug",
+        extra_env={
+            "BUGZILLA_API_KEY": "some-key",
+            "INVOKE_BUGZILLA_URL": "http://127.0.0.1:9/rest/",
+        },
+    )
+    assert result.returncode == 1
+    assert "is the releng-tasks checkout itself" in result.stderr
+    assert "some-key" not in result.stderr
+
+
+def test_summary_template_must_render_one_line(invoke, tagged_repo, tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "deploy_bug_summary.txt.j2").write_text("{{ project }}\n{{ next_tag }}\n")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert "must render one line" in line
+
+
+def test_prefix_starting_with_a_dash_is_refused(invoke, tagged_repo):
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_DEPLOY_TAG_PREFIX": "--v"}
+    )
+    assert "deploy.tag_prefix" in line
+
+
+def test_github_repo_must_be_owner_slash_repo(invoke, tagged_repo):
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_DEPLOY_GITHUB_REPO": "a b/c?d"}
+    )
+    assert "OWNER/REPO" in line
+
+
+def test_dirty_non_ascii_path_is_named_readably(invoke, service_repo):
+    (service_repo.path / "ünïcode file.txt").write_text("x")
+    assert "ünïcode file.txt" in fail(invoke, service_repo.path, "--offline")
+
+
+def test_repo_given_as_its_git_directory(invoke, tagged_repo):
+    result = invoke(
+        "deploy.prepare", "--repo", str(tagged_repo.path / ".git"), "--offline", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["next_tag"] == "101"
+
+
+def test_repository_without_commits(invoke, tmp_path):
+    git(tmp_path, "init", "--quiet", "--initial-branch=main", "empty")
+    assert "has no commits yet" in fail(invoke, tmp_path / "empty", "--offline")
+
+
+def test_priority_is_case_insensitive(invoke, tagged_repo):
+    result = invoke(
+        "deploy.prepare", "--repo", str(tagged_repo.path), "--offline", "--priority", "p1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "priority=P1" in result.stdout
+
+
+def test_git_never_sees_the_secrets(invoke, tagged_repo, tmp_path):
+    import shutil
+    import stat
+
+    real_git = shutil.which("git")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    log = tmp_path / "git-env.log"
+    (shim / "git").write_text(f'#!/bin/sh\nenv >> "{log}"\nexec "{real_git}" "$@"\n')
+    (shim / "git").chmod(stat.S_IRWXU)
+    import os
+
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(tagged_repo.path),
+        extra_env={
+            "PATH": f"{shim}:{os.environ['PATH']}",
+            "BUGZILLA_API_KEY": "bz-secret-value",
+            "SOCORRO_REPROCESS_API_TOKEN": "crash-secret-value",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    seen = log.read_text()
+    assert "GIT_TERMINAL_PROMPT=0" in seen  # the shim really ran for our git calls
+    assert "bz-secret-value" not in seen and "crash-secret-value" not in seen
+
+
+def test_template_errors_name_the_file_and_line(invoke, tagged_repo, tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    summary = custom / "deploy_bug_summary.txt.j2"
+    summary.write_text("{{ project }}\n{{ no_such_value }}\n")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert f"{summary}, line 2" in line and "no_such_value" in line
+    summary.write_bytes(b"\xff\xfe not utf-8")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert "is not UTF-8" in line
+
+
+def test_credentials_in_the_bugzilla_url_never_reach_the_text(invoke, tagged_repo):
+    env = {"INVOKE_BUGZILLA_URL": "https://me:s3cret-pw@bz.example/rest/"}
+    result = invoke("deploy.prepare", "--repo", str(tagged_repo.path), "--offline", extra_env=env)
+    assert result.returncode == 0, result.stderr
+    assert "https://bz.example/show_bug.cgi?id=1900001" in result.stdout
+    assert "https://bz.example/enter_bug.cgi?" in result.stdout
+    assert "s3cret-pw" not in result.stdout + result.stderr

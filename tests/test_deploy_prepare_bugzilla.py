@@ -196,33 +196,22 @@ def test_invalid_api_key(invoke, deploy_repo, bugzilla_server):
     assert "invalid" in line and "306" in line
 
 
-def test_unknown_product(invoke, deploy_repo, bugzilla_server):
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("INVOKE_BUGZILLA_PRODUCT", "Nope"), ("INVOKE_BUGZILLA_COMPONENT", "Nowhere")],
+)
+def test_unknown_product_or_component(invoke, deploy_repo, bugzilla_server, variable, value):
     result = invoke(
         "deploy.prepare",
         "--repo",
         str(deploy_repo.path),
         "--file-bug",
-        extra_env={**bz_env(bugzilla_server), "INVOKE_BUGZILLA_PRODUCT": "Nope"},
+        extra_env={**bz_env(bugzilla_server), variable: value},
     )
     assert result.returncode != 0
-    assert "Nope" in result.stderr and "Traceback" not in result.stderr
+    assert value in result.stderr and "Traceback" not in result.stderr
     assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1
-
-
-def test_unknown_component(invoke, deploy_repo, bugzilla_server):
-    result = invoke(
-        "deploy.prepare",
-        "--repo",
-        str(deploy_repo.path),
-        "--file-bug",
-        extra_env={**bz_env(bugzilla_server), "INVOKE_BUGZILLA_COMPONENT": "Nowhere"},
-    )
-    assert result.returncode != 0
-    assert "Nowhere" in result.stderr and "Traceback" not in result.stderr
-    assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1
-    assert not bugzilla_server.bugs or all(
-        b["summary"] != "socorro deploy: 101" for b in bugzilla_server.bugs.values()
-    )
+    assert all(b["summary"] != "socorro deploy: 101" for b in bugzilla_server.bugs.values())
 
 
 def test_unknown_assignee(invoke, deploy_repo, bugzilla_server):
@@ -251,3 +240,45 @@ def test_dry_run_files_nothing_and_shows_the_request(invoke, deploy_repo, bugzil
     assert "POST" in result.stderr and "socorro deploy: 101" in result.stderr
     assert not [e for e in bugzilla_server.journal if e.method in ("POST", "PUT")]
     assert KEY not in result.stderr + result.stdout
+
+
+def test_needinfo_rerun_does_not_ask_again_after_an_answer(invoke, deploy_repo, bugzilla_server):
+    plan = json.loads(run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json").stdout)
+    bug_id = plan["bug_id"]
+    answer = bugzilla_server.act_as(ENGINEER)
+    answer.comment(bug_id, "Verified on stage.", clear_needinfo=True)
+    answer.clear_needinfo(bug_id, ENGINEER)  # upstream: flags don't clear themselves
+    assert bugzilla_server.needinfos(bug_id) == []
+    comments_before = len(bugzilla_server.comments(bug_id))
+    again = run(invoke, deploy_repo, bugzilla_server, "--needinfo")
+    assert again.returncode == 0, again.stderr
+    assert "nobody to needinfo" in again.stderr
+    assert bugzilla_server.needinfos(bug_id) == []
+    assert len(bugzilla_server.comments(bug_id)) == comments_before
+
+
+def test_dry_run_of_a_new_bug_with_needinfo_sends_nothing(invoke, deploy_repo, bugzilla_server):
+    result = invoke(
+        "--dry",
+        "deploy.prepare",
+        "--repo",
+        str(deploy_repo.path),
+        "--needinfo",
+        "--json",
+        extra_env=bz_env(bugzilla_server),
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["bug_id"] is None and plan["bug_filed_now"] is False and plan["dry_run"] is True
+    assert plan["needinfo"] == [ENGINEER]
+    assert "would ask on the new bug: engineer@mozilla.com" in result.stderr
+    assert not [e for e in bugzilla_server.journal if e.method in ("POST", "PUT")]
+    text = invoke(
+        "--dry",
+        "deploy.prepare",
+        "--repo",
+        str(deploy_repo.path),
+        "--file-bug",
+        extra_env=bz_env(bugzilla_server),
+    )
+    assert "deploy bug: would be filed (dry run; nothing was sent)" in text.stdout

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
 
 import bugzilla
 import pytest
@@ -129,6 +132,35 @@ def test_full_flow_from_request_to_resolved_bug(bugzilla_server, pii):
     assert manager["state"] == "answered"
     assert manager["answered_by"] == "engineer@mozilla.com"
     assert manager["reply"] == "Their manager confirmed this by email; clearing the needinfo."
+    assert manager["replied_by_person"] is False
+    assert state["requests"][0]["replied_by_person"] is True
+    assert state["ready_to_grant"] is False
+    assert "--accept-answer-from-others" in state["next_step"]
+
+    # Someone else's answer is not the manager's: grant refuses, pii.request asks again.
+    writes = len(server.writes())
+    result = pii(server, "pii.grant", str(bug_id), "--yes")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot grant: {MANAGER} did not reply to the manager confirmation request "
+        f"themselves (needinfo cleared by engineer@mozilla.com with a comment); ask again with "
+        f"`invoke pii.request {bug_id} --requester {REQUESTER} --manager {MANAGER}`, or accept "
+        f"that answer with --accept-answer-from-others"
+    )
+    assert len(server.writes()) == writes
+    result = pii(server, *request_args(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert f"asking again, since {MANAGER} did not reply" in result.stderr
+    assert f"asked {MANAGER} for the manager confirmation" in result.stdout
+    assert f"asked {REQUESTER}" not in result.stdout
+    assert server.needinfos(bug_id) == [MANAGER]
+    assert len(server.writes()) == writes + 1
+    assert pii(server, "pii.grant", str(bug_id), "--yes").returncode == 1
+    server.act_as(MANAGER).comment(bug_id, "Confirmed: needed for crash triage.")
+    state = status_json(pii, server, bug_id)
+    manager = state["requests"][1]
+    assert (manager["answered_by"], manager["replied_by_person"]) == (MANAGER, True)
+    assert manager["reply"] == "Confirmed: needed for crash triage."
     assert state["ready_to_grant"] is True
 
     # 5. Grant: without a terminal --yes is required; then the admin step and the reply.
@@ -254,7 +286,8 @@ def test_dry_run_posts_nothing(bugzilla_server, pii):
     result = pii(server, "--dry", *request_args(bug_id))
     assert result.returncode == 0, result.stderr
     assert f"would ask {REQUESTER}" in result.stdout
-    assert f"dry run: would send PUT {server.url}bug/{bug_id}" in result.stderr
+    masked = "?Bugzilla_api_key=********" if server.mode == "upstream" else ""
+    assert f"dry-run: would send PUT {server.url}bug/{bug_id}{masked}\n" in result.stderr
     assert '"requestee": "manager@mozilla.com"' in result.stderr
     assert server.writes() == []
 
@@ -264,7 +297,7 @@ def test_dry_run_posts_nothing(bugzilla_server, pii):
     writes = len(server.writes())
     result = pii(server, "--dry", "pii.grant", str(bug_id))
     assert result.returncode == 0, result.stderr
-    assert ADMIN_LINK in result.stdout and "dry run: would post" in result.stdout
+    assert ADMIN_LINK in result.stdout and "dry-run: would post" in result.stdout
     assert '"resolution": "FIXED"' in result.stderr
     assert len(server.writes()) == writes
     assert server.bug(bug_id)["is_open"] is True
@@ -288,6 +321,7 @@ def test_bmo_requestee_comment_alone_answers(fake_bugzilla, pii):
         "answered_at": None,
         "reply": "Yes, needed for crash triage.",
         "comment_count": 2,
+        "replied_by_person": True,
     }
 
 
@@ -324,10 +358,11 @@ def test_needinfo_cleared_without_reply_and_bug_closed_by_hand(fake_bugzilla, pi
     result = pii(fake_bugzilla, "pii.status", str(bug_id))
     assert result.returncode == 0, result.stderr
     assert f"access agreement ({REQUESTER}): answered by engineer@mozilla.com at " in result.stdout
-    assert "(no reply comment)" in result.stdout
-    assert f"both answered: read the replies, then run `invoke pii.grant {bug_id}`" in (
+    assert f"(no reply comment) [no reply from {REQUESTER}]" in result.stdout
+    assert f"{REQUESTER} did not reply to the access agreement request themselves" in (
         result.stdout
     )
+    assert f"`invoke pii.grant {bug_id} --accept-answer-from-others`" in result.stdout
     fake_bugzilla.act_as(RELENG).update(bug_id, status="RESOLVED", resolution="WONTFIX")
     writes = len(fake_bugzilla.writes())
     result = pii(fake_bugzilla, "pii.grant", str(bug_id), "--yes")
@@ -350,3 +385,150 @@ def test_confidential_bug_needs_a_key(fake_bugzilla, pii):
     result = pii(fake_bugzilla, *request_args(bug_id))
     assert result.returncode == 0, result.stderr
     assert fake_bugzilla.needinfos(bug_id) == [REQUESTER, MANAGER]
+
+
+def test_needinfo_cleared_by_someone_else_is_no_confirmation(bugzilla_server, pii):
+    """The tester's case: engineer@ clears the manager's needinfo without a word."""
+    server = bugzilla_server
+    bug_id = access_bug(server)
+    assert pii(server, *request_args(bug_id)).returncode == 0
+    server.act_as(REQUESTER).comment(bug_id, "I agree to these terms.")
+    server.act_as("engineer@mozilla.com").clear_needinfo(bug_id, MANAGER)
+    result = pii(server, "pii.status", str(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"manager confirmation ({MANAGER}): answered by engineer@mozilla.com at " in result.stdout
+    )
+    assert f"(no reply comment) [no reply from {MANAGER}]" in result.stdout
+    writes = len(server.writes())
+    result = pii(server, "pii.grant", str(bug_id), "--yes")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (
+        f"cannot grant: {MANAGER} did not reply to the manager confirmation request themselves "
+        f"(needinfo cleared by engineer@mozilla.com without a comment)" in result.stderr
+    )
+    assert "--accept-answer-from-others" in result.stderr
+    assert len(server.writes()) == writes and server.bug(bug_id)["is_open"] is True
+    result = pii(server, "--help", "pii.grant")
+    assert "--accept-answer-from-others" in result.stdout
+
+    # The explicit override says whose answer it accepts, then grants.
+    result = pii(server, "pii.grant", str(bug_id), "--yes", "--accept-answer-from-others")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"accepting the answer of engineer@mozilla.com for the manager confirmation asked of "
+        f"{MANAGER} (--accept-answer-from-others)" in result.stderr
+    )
+    assert result.stderr.count("accepting the answer") == 1  # the requester answered herself
+    bug = server.bug(bug_id)
+    assert (bug["status"], bug["resolution"]) == ("RESOLVED", "FIXED")
+
+
+def test_reply_before_the_request_does_not_answer_it(fake_bugzilla_upstream, pii):
+    """Only a reply after the request counts (upstream: comments leave the needinfo alone)."""
+    server = fake_bugzilla_upstream
+    bug_id = access_bug(server)
+    server.act_as(MANAGER).comment(bug_id, "I support this.")
+    assert pii(server, *request_args(bug_id)).returncode == 0
+    server.act_as(REQUESTER).comment(bug_id, "I agree.")
+    server.act_as("engineer@mozilla.com").clear_needinfo(bug_id, MANAGER)
+    state = status_json(pii, server, bug_id)
+    assert [r["replied_by_person"] for r in state["requests"]] == [True, False]
+    result = pii(server, "pii.grant", str(bug_id), "--yes")
+    assert result.returncode == 1 and "cannot grant" in result.stderr
+    assert server.bug(bug_id)["is_open"] is True
+
+
+def test_login_in_bugzilla_url_is_never_printed(fake_bugzilla, pii):
+    server = fake_bugzilla
+    bug_id = access_bug(server)
+    url = server.url.replace("http://", "http://me:s3cret@", 1)
+    env = {"INVOKE_BUGZILLA_URL": url}
+    for args in (
+        ("pii.status", str(bug_id)),
+        ("--dry", *request_args(bug_id)),
+        ("pii.status", "4242"),
+    ):
+        result = pii(server, *args, extra_env=env)
+        output = result.stdout + result.stderr
+        assert "s3cret" not in output and "me:" not in output, output
+    result = pii(server, *request_args(bug_id), extra_env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"on {server.base}/show_bug.cgi?id={bug_id}" in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr
+    assert all(e.headers.get("Authorization", "").startswith("Basic ") for e in server.journal)
+    server.stop()
+    result = pii(server, "pii.status", str(bug_id), extra_env=env)
+    assert result.returncode == 1 and f"cannot reach Bugzilla at {server.base}" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+_DRY_LINE = re.compile(r"^dry-run: (runs read-only|would send):? ([A-Z]+) (\S+)$", re.M)
+
+
+def _comparable(method: str, target: str, query: dict[str, list[str]] | None = None) -> tuple:
+    """(method, path, query without API keys): what a dry-run line and a journal entry share."""
+    parts = urlsplit(target)
+    query = parse_qs(parts.query, keep_blank_values=True) if query is None else query
+    kept = {k: sorted(v) for k, v in query.items() if k not in ("Bugzilla_api_key", "api_key")}
+    return method, parts.path, sorted(kept.items())
+
+
+def test_dry_run_prints_every_request_of_a_real_run(bugzilla_server, pii):
+    """Each dry run prints exactly the requests (reads and writes) of the same real run."""
+    server = bugzilla_server
+    bug_id = access_bug(server)
+
+    def dry_then_real(*args: str) -> None:
+        start = len(server.journal)
+        dry = pii(server, "--dry", *args)
+        assert dry.returncode == 0, dry.stderr
+        dry_entries = server.journal[start:]
+        assert all(e.method == "GET" for e in dry_entries)
+        printed = _DRY_LINE.findall(dry.stderr)
+        reads = [line for line in printed if line[0] == "runs read-only"]
+        # What the dry run itself read from the server, it printed, in order.
+        assert [_comparable(m, url) for _, m, url in reads] == [
+            _comparable(e.method, e.path, e.query) for e in dry_entries
+        ]
+        assert KEY not in dry.stderr
+        assert re.search(r"api_key=(?!\*{8}[&\s])", dry.stderr) is None, dry.stderr
+        start = len(server.journal)
+        real = pii(server, *args)
+        assert real.returncode == 0, real.stderr
+        real_entries = server.journal[start:]
+        assert any(e.method == "PUT" for e in real_entries)
+        assert [_comparable(m, url) for _, m, url in printed] == [
+            _comparable(e.method, e.path, e.query) for e in real_entries
+        ]
+
+    dry_then_real(*request_args(bug_id))
+    server.act_as(REQUESTER).comment(bug_id, "I agree.")
+    server.act_as(MANAGER).comment(bug_id, "Confirmed.")
+    dry_then_real("pii.grant", str(bug_id), "--yes")
+    assert server.bug(bug_id)["status"] == "RESOLVED"
+    if server.mode == "upstream":  # the key went as a parameter: masked in what was printed
+        assert any(e.key_in_url for e in server.journal)
+
+
+def test_timeout_on_a_post_then_rerun(fake_bugzilla, pii):
+    """The first comment reached the server but its answer came too late: the rerun completes."""
+    server = fake_bugzilla
+    bug_id = access_bug(server)
+    server.add_fault(f"/rest/bug/{bug_id}", method="PUT", status=None, delay=1.5)
+    result = pii(server, *request_args(bug_id), extra_env={"INVOKE_BUGZILLA_TIMEOUT": "0.5"})
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "did not answer within 0.5 seconds (bugzilla.timeout) to a PUT" in result.stderr
+    assert "the change may or may not have been applied; rerunning is safe" in result.stderr
+    for _ in range(50):  # the server finishes the delayed request
+        if server.needinfos(bug_id):
+            break
+        time.sleep(0.1)
+    assert server.needinfos(bug_id) == [REQUESTER]
+    result = pii(server, *request_args(bug_id))
+    assert result.returncode == 0, result.stderr
+    assert "access agreement request was already posted" in result.stderr
+    assert server.needinfos(bug_id) == [REQUESTER, MANAGER]
+    assert len(server.comments(bug_id)) == 3

@@ -200,10 +200,7 @@ def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
     product = setting(c, "crashes.request_product")
     component = setting(c, "crashes.request_component")
     bugzilla_url = setting(c, "bugzilla.url")
-    if is_dry(c, dry_run):
-        info(f"dry run: would file in {product} :: {component} (type task): {request.summary}")
-        print(request.description, end="")
-        return
+    dry = is_dry(c, dry_run)
     api_key = api_key_from_environment(bugzilla_url)
     if not api_key:
         info(
@@ -221,7 +218,13 @@ def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
             )
         )
         return
-    bugzilla = client_from_config(c, api_key=api_key)
+    bugzilla = client_from_config(c, dry_run=dry, api_key=api_key)
+    existing = bugzilla.find_bugs(product, request.summary, open_only=True)
+    if existing:
+        bug_id = int(existing[0]["id"])
+        info(f"bug {bug_id} already asks for this ({request.summary!r}); not filing it again")
+        print(bugzilla.bug_url(bug_id))
+        return
     bug_id = bugzilla.create_bug(
         product=product,
         component=component,
@@ -229,5 +232,9 @@ def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
         description=request.description,
         bug_type="task",
     )
+    if dry:
+        info(f"dry run: nothing was filed in {product} :: {component}; the description:")
+        print(request.description, end="")
+        return
     info(f"filed bug {bug_id}: {request.summary}")
     print(bugzilla.bug_url(bug_id))

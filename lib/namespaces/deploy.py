@@ -45,50 +45,27 @@ def prepare(
     """Render the deploy bug from the history since the last deploy tag; --file-bug files it."""
     from lib import deploy, deploy_bug
 
-    deploy_bug.check_priority(priority)
+    priority = deploy_bug.check_priority(priority)
     git = _open_repo(c, repo)
+    if file_bug or needinfo:
+        deploy.refuse_own_checkout(git)
+    remote = str(setting(c, "deploy.remote"))
     deploy.preflight(
-        git,
-        remote=str(setting(c, "deploy.remote")),
-        main_branch=str(setting(c, "deploy.main_branch")),
-        offline=offline,
+        git, remote=remote, main_branch=str(setting(c, "deploy.main_branch")), offline=offline
     )
-    plan = deploy.build_plan(c, git, since=since, head=head)
+    remote_tags = None if offline else git.remote_tags(remote)
+    plan = deploy.build_plan(c, git, since=since, head=head, remote_tags=remote_tags)
     if plan.nothing_to_deploy:
         info(f"nothing to deploy: {plan.head[:7]} has no new commits since {plan.previous_tag}")
-        if json_:
-            print(json.dumps(plan.to_json(), ensure_ascii=False))
-        return
-
-    client = None
-    if file_bug or needinfo:
-        client = deploy_bug.connect(c)
-        if client is None:
-            info("no Bugzilla API key (BUGZILLA_API_KEY or bugzillarc), so nothing is filed")
-    if client is not None:
-        bug_id, filed = deploy_bug.file_or_reuse(
-            c, client, plan, priority=priority, assignee=assignee
-        )
-        plan.extra.update(bug_id=bug_id, bug_url=client.bug_url(bug_id), bug_filed_now=filed)
-        if needinfo:
-            asked = deploy_bug.request_verification(
-                c, client, plan, bug_id, deployer=assignee or deploy_bug.deployer(c, client)
-            )
-            plan.extra["needinfo"] = asked
     else:
-        plan.extra["enter_bug_url"] = deploy_bug.enter_bug_link(c, plan, priority)
-
+        deploy_bug.publish(
+            c, plan, file_bug=file_bug, needinfo=needinfo, priority=priority, assignee=assignee
+        )
     if json_:
         print(json.dumps(plan.to_json(), ensure_ascii=False))
-        return
-    print(f"summary:\n{plan.summary}\n\ndescription:\n\n{plan.description}")
-    if client is not None:
-        verb = "filed" if plan.extra["bug_filed_now"] else "reused"
-        print(f"deploy bug ({verb}): {plan.extra['bug_url']}")
-        if plan.extra.get("needinfo"):
-            print(f"needinfo requested from: {', '.join(plan.extra['needinfo'])}")
-    else:
-        print(f"file it here (prefilled): {plan.extra['enter_bug_url']}")
+    elif not plan.nothing_to_deploy:
+        print(f"summary:\n{plan.summary}\n\ndescription:\n\n{plan.description}")
+        print("\n".join(deploy_bug.outcome_lines(plan)))
 
 
 # -- deploy.tag / deploy.status / deploy.watch / deploy.finish ------------------------------------

@@ -50,6 +50,11 @@ def request(c, bug, requester=None, manager=None):
     plan = pii.plan_request(state, requester, manager)
     for kind in plan.already:
         info(f"bug {bug_id}: the {pii.KIND_LABELS[kind]} request was already posted; not again")
+    if plan.again:
+        info(
+            f"bug {bug_id}: asking again, since "
+            f"{pii.not_replied([state.requests[k] for k in plan.again])}"
+        )
     if not plan.to_post:
         print(f"nothing to post: both requests are on {state.url}")
         return
@@ -93,10 +98,16 @@ def status(c, bug, json_=False):
     help={
         "bug": "The access request's bug number.",
         "yes": "Confirm that the admin step was done (required without a terminal).",
+        "accept-answer-from-others": "Grant although a needinfo was cleared by someone other "
+        "than the person asked, without their own reply comment (prints whose answer is "
+        "accepted). Without it, grant refuses; `pii.request` asks them again.",
     },
 )
-def grant(c, bug, yes=False):
-    """Print the admin step, then post the granted reply and resolve FIXED."""
+def grant(c, bug, yes=False, accept_answer_from_others=False):
+    """Print the admin step, then post the granted reply and resolve FIXED.
+
+    Each request must be answered by the person asked, with a reply comment of their own.
+    """
     from lib import pii
     from lib.console import confirm
 
@@ -107,7 +118,12 @@ def grant(c, bug, yes=False):
         done = "resolved" if not state.is_open else "replied to (the bug is still open)"
         print(f"bug {bug_id}: access was already granted ({done}); nothing to do")
         return
-    pii.check_grantable(state)
+    pii.check_grantable(state, accept_answer_from_others=accept_answer_from_others)
+    for other in state.answered_by_others:
+        info(
+            f"accepting the answer of {other.answered_by or 'someone else'} for the "
+            f"{pii.KIND_LABELS[other.kind]} asked of {other.person} (--accept-answer-from-others)"
+        )
     requester = state.requester
     group = str(setting(c, "pii.group"))
     link = pii.admin_link(str(setting(c, "pii.admin_url")), requester)
@@ -120,11 +136,11 @@ def grant(c, bug, yes=False):
     print(f'  2. open the account of {requester}, add it to the "{group}" group, and save')
     print("     (no account listed: ask them to log in to Crash Stats once, then come back)")
     if client.dry_run:
-        info("dry run: not asking for confirmation")
+        info("dry-run: not asking for confirmation")
     else:
         confirm(f'Is {requester} in the "{group}" group now?', yes)
     client.resolve_fixed(bug_id, text)
     if client.dry_run:
-        print(f"dry run: would post the access-granted reply and resolve {state.url} FIXED")
+        print(f"dry-run: would post the access-granted reply and resolve {state.url} FIXED")
     else:
         print(f"posted the access-granted reply and resolved {state.url} FIXED")
