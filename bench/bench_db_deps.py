@@ -6,10 +6,11 @@
    the tests) versus plain `psql -c "select 1"` with PGPASSWORD (the how-to's command) plus
    Invoke's own start (a one-task tasks.py). What is left is our work: port probe, passfile.
 2. `invoke deps.check --advisory-db DB --json` over N real pins (names taken from the PyPA
-   database snapshot), with the index cached, versus `pip-audit --no-deps --disable-pip -r FILE`
-   over the same pins (the online reference; on this network PyPI answers 404 quickly, so the
-   reference is, if anything, faster than it would be for real). The cold index build (first run
-   after the database changes) is printed too.
+   database snapshot: $RELENG_ADVISORY_DB, else ../shared/data/... beside the clone), with the
+   index cached, versus `pip-audit --no-deps --disable-pip -r FILE` over the same pins (the
+   online reference; on this network PyPI answers 404 quickly, so the reference is, if
+   anything, faster than it would be for real). The cold index build (first run after the
+   database changes) is printed too.
 Prints medians and ratios; nothing here is a test.
 """
 
@@ -29,7 +30,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.pg_server import start_server, stop_server_at  # noqa: E402
 
-PYPA_DB = PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"
+#: $RELENG_ADVISORY_DB, else the snapshot in shared/ beside the clone (as in the tests).
+PYPA_DB = Path(
+    os.environ.get("RELENG_ADVISORY_DB")
+    or PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"
+).expanduser()
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], runs: int, ok=(0,)) -> float:
@@ -101,7 +106,7 @@ def bench_db(runs: int) -> None:
 
 def bench_deps(pins: int, runs: int) -> None:
     if not PYPA_DB.is_dir():
-        print(f"deps.check: skipped, no advisory database at {PYPA_DB}")
+        print(f"deps.check: skipped, no advisory database at {PYPA_DB} (set RELENG_ADVISORY_DB)")
         return
     names = sorted(p.name for p in (PYPA_DB / "vulns").iterdir() if p.is_dir())[:pins]
     with tempfile.TemporaryDirectory() as tmp:

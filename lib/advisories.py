@@ -6,7 +6,8 @@ A version is affected by an `affected[]` entry when it is listed in `versions`, 
 ECOSYSTEM (or SEMVER) range's events say so (OSV's algorithm: events sorted by version;
 `introduced` opens, `fixed` closes at that version, `last_affected` closes after it).
 Withdrawn records are ignored. Versions are compared with `packaging` (PEP 440), names
-normalised as in PEP 503.
+normalised as in PEP 503. A range naming a version that is not PEP 440 cannot be evaluated:
+`undecided()` names such advisories, so that the pin is listed as not checked, never clean.
 
 Reading ~2,700 YAML files takes seconds, so the parsed index is cached (JSON, keyed by the
 database's path and a fingerprint of every file's name, size and mtime) and reused until the
@@ -73,6 +74,41 @@ class AdvisoryDatabase:
             else:
                 match.fixed_versions = _sorted_versions(set(match.fixed_versions) | set(fixed))
         return [found[key] for key in sorted(found)]
+
+    def undecided(self, name: str, version: str) -> list[tuple[str, str]]:
+        """(advisory id, version text) for each advisory that could not be evaluated for
+        `name==version` because one of its ranges names a version that is not PEP 440 (and
+        nothing else in it matched): the pin may or may not be affected."""
+        from packaging.utils import canonicalize_name
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            installed = Version(version)
+        except InvalidVersion:
+            return []
+        out: dict[str, str] = {}
+        for entry in self.index.get(canonicalize_name(name), []):
+            if entry["id"] in out or _affects(entry, installed):
+                continue
+            bad = _unparsable_range_version(entry)
+            if bad is not None:
+                out[entry["id"]] = bad
+        return sorted(out.items())
+
+
+def _unparsable_range_version(entry: dict[str, Any]) -> str | None:
+    """The first range version of an entry that is not a PEP 440 version, if any."""
+    from packaging.version import InvalidVersion, Version
+
+    for events in entry["ranges"]:
+        for kind, value in events:
+            if kind == "introduced" and value == "0":
+                continue
+            try:
+                Version(value)
+            except InvalidVersion:
+                return value
+    return None
 
 
 def _version_key(text: str) -> tuple[int, Any]:

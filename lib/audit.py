@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.redaction import child_environment
 from lib.requirements_files import Pin
 
 EXIT_CLEAN, EXIT_VULNERABLE, EXIT_INCOMPLETE = 0, 1, 2
@@ -43,6 +44,8 @@ class Finding:
     aliases: list[str] = field(default_factory=list)
     severity: str = ""
     sources: list[str] = field(default_factory=list)
+    #: Environment markers on the requirement (checked whatever they say).
+    markers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -111,6 +114,27 @@ class Report:
             "checks": [asdict(c) for c in report.checks],
             "notes": report.notes,
         }
+
+
+def annotate_markers(report: Report, pins: list[Pin]) -> None:
+    """Show the environment markers of the pins: on their findings, and as notes.
+
+    A pin with a marker (`; python_version < "3"`) is checked all the same (the service's
+    runtime may differ from this machine's); the reader is told which pins carry one.
+    """
+    from packaging.utils import canonicalize_name
+
+    by_key = {(pin.name, pin.version): pin for pin in pins if pin.markers}
+    for finding in report.findings:
+        pin = by_key.get((canonicalize_name(finding.package), finding.version))
+        if finding.ecosystem == "PyPI" and pin is not None:
+            finding.markers = list(pin.markers)
+    for pin in by_key.values():
+        markers = " or ".join(f"`{marker}`" for marker in pin.markers)
+        report.notes.append(
+            f"{pin.name}=={pin.version} ({', '.join(pin.sources)}) has the environment marker "
+            f"{markers}; it was checked whatever the marker says"
+        )
 
 
 # --- pip-audit -------------------------------------------------------------------------------
@@ -244,8 +268,9 @@ def run_pip_audit(
         )
         return report
     python = python or sys.executable
+    env = child_environment(env)  # no API keys, tokens or passwords for a network tool
     available = subprocess.run(
-        [python, "-c", "import pip_audit"], capture_output=True, timeout=60
+        [python, "-c", "import pip_audit"], capture_output=True, timeout=60, env=env
     ).returncode
     if available != 0:
         reason = "pip-audit is not installed (pip install -r requirements.txt)"
@@ -332,6 +357,17 @@ def check_advisory_database(pins: list[Pin], database: Any) -> Report:
                     summary=match.summary,
                     aliases=match.aliases,
                     sources=list(pin.sources),
+                )
+            )
+        for advisory, value in database.undecided(pin.name, pin.version):
+            report.unchecked.append(
+                Unchecked(
+                    "PyPI",
+                    pin.name,
+                    pin.version,
+                    f"advisory {advisory} has a range with {value!r}, not a PEP 440 version: "
+                    "could not tell whether this version is affected",
+                    ", ".join(pin.sources),
                 )
             )
     for broken in database.unreadable:
@@ -473,7 +509,7 @@ def run_npm_audit(npm_dir: Path, timeout: int = 120, env: dict[str, str] | None 
         report.checks.append(CheckRun("npm audit", "npm", "failed", reason))
         report.unchecked.append(Unchecked("npm", "*", "", reason, str(lockfile)))
         return report
-    child_env = dict(env or os.environ)
+    child_env = child_environment(env)  # no API keys, tokens or passwords for npm
     child_env.update(npm_config_update_notifier="false", npm_config_fund="false")
     try:
         result = subprocess.run(
@@ -514,6 +550,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 def render(report: Report, file: Any = None) -> None:
     """The report as tables on the terminal (rich), with a one-line verdict."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     report = report.sorted()
@@ -531,7 +568,7 @@ def render(report: Report, file: Any = None) -> None:
             table.add_row(
                 f.ecosystem,
                 f.package,
-                f.version,
+                f.version + "".join(f" ; {escape(marker)}" for marker in f.markers),
                 f.advisory,
                 ", ".join(f.fixed_versions) or "no fix",
                 f.summary,

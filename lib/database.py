@@ -2,7 +2,8 @@
 
 The password reaches the client only through a temporary passfile (mode 0600, in a private
 directory, removed when the client exits) named by PGPASSFILE; it is never put in process
-arguments, in the client's environment, or in any output. Connection failures reported by
+arguments, in the client's environment, or in any output; nor are the other secrets of our
+environment (API keys, tokens) passed on. Connection failures reported by
 psql are turned into one clear line each (wrong password, missing database, unknown role,
 nothing listening).
 """
@@ -24,15 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from invoke.exceptions import Exit
+
 from lib.console import info
 from lib.errors import UserError
+from lib.redaction import child_environment
 
 #: What the URL shows instead of the password.
 MASK = "****"
 
-#: Environment variables never handed to the client: a stale PGPASSWORD would beat our
-#: passfile, and the Invoke override of the password must not reach another process.
-_SCRUBBED_ENV = ("PGPASSWORD", "PGPASSFILE", "INVOKE_DB_PASSWORD")
+#: Besides the secrets (lib.redaction: PGPASSWORD, INVOKE_DB_PASSWORD, API keys and tokens),
+#: never handed to the client: a stale PGPASSFILE would stand in for ours.
+_SCRUBBED_ENV = ("PGPASSFILE",)
 
 #: How to start the service's dev database, for the "nothing listens" message.
 START_HINT = (
@@ -186,7 +190,7 @@ def _escape_passfile_field(value: str) -> str:
 @contextlib.contextmanager
 def passfile_environment(password: str) -> Iterator[dict[str, str]]:
     """The client's environment: PGPASSFILE names a private 0600 file, removed afterwards."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env = child_environment(also_remove=_SCRUBBED_ENV)
     if not password:
         yield env
         return
@@ -251,23 +255,99 @@ def classify_connection_error(stderr: str, settings: ConnectionSettings) -> str 
     return None
 
 
-@contextlib.contextmanager
-def _parent_ignores_interrupts() -> Iterator[None]:
-    """Ctrl-C belongs to the client (psql cancels the query); the parent just waits.
+#: Seconds a client has to exit after a forwarded signal before it gets SIGTERM, then SIGKILL.
+CLIENT_GRACE_SECONDS = 5.0
 
-    A Python handler (not SIG_IGN) so that the client, after exec, gets the default action.
+
+class ClientSignals:
+    """While a client (psql, pgcli) runs: its passfile must not outlive it, whatever ends us.
+
+    The signals in `forward` (SIGTERM, SIGHUP; SIGINT for non-interactive runs) are passed on
+    to the client; the client is waited for (SIGTERM, then SIGKILL, if it has not exited
+    after CLIENT_GRACE_SECONDS each), the passfile is removed as the `with` blocks unwind,
+    and `exit_if_signalled()` then exits with 128 + the signal number, as shells report a
+    process ended by that signal. The signals in `ignore` (an interactive client's SIGINT and
+    SIGQUIT, which the terminal delivers to the client too) leave us waiting.
+
+    Enter it before the passfile is written and call exit_if_signalled() after it is gone.
+    Python handlers (not SIG_IGN), so that the client, after exec, gets the default actions.
     """
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGQUIT):
-        try:
-            previous[signum] = signal.signal(signum, lambda *_: None)
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+
+    def __init__(self, forward: tuple[int, ...], ignore: tuple[int, ...] = ()) -> None:
+        self.forward = forward
+        self.ignore = ignore
+        self.received: int | None = None
+        self._client: subprocess.Popen[Any] | None = None
+        self._previous: dict[int, Any] = {}
+        self._timers: list[threading.Timer] = []
+
+    def __enter__(self) -> ClientSignals:
+        for signum in (*self.forward, *self.ignore):
+            handler = self._on_signal if signum in self.forward else self._ignore
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # ignored by whoever started us (nohup, a background job): keep it so
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: nothing to install
+                pass
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        self._previous.clear()
+        self._client = None
+
+    @staticmethod
+    def _ignore(signum: int, frame: Any) -> None:
+        pass
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        self._send(signum)
+
+    def attach(self, client: subprocess.Popen[Any]) -> None:
+        """The client just started; a signal that came before it is passed on now."""
+        self._client = client
+        if self.received is not None:
+            self._send(self.received)
+
+    def _send(self, signum: int) -> None:
+        client = self._client
+        if client is None or client.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            client.send_signal(signum)
+        if not self._timers:  # the first forwarded signal starts the bounded wait
+            self._escalate_later(signal.SIGTERM if signum != signal.SIGTERM else signal.SIGKILL)
+
+    def _escalate_later(self, signum: int) -> None:
+        def escalate() -> None:
+            client = self._client
+            if client is None or client.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                client.send_signal(signum)
+            if signum != signal.SIGKILL:
+                self._escalate_later(signal.SIGKILL)
+
+        timer = threading.Timer(CLIENT_GRACE_SECONDS, escalate)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def exit_if_signalled(self) -> None:
+        """Exit with 128 + the signal number if a forwarded signal came (silently: the
+        terminal may be gone after SIGHUP)."""
+        if self.received is not None:
+            raise Exit(code=128 + self.received)
+
+
+#: Signals that end a non-interactive client run (forwarded, then we exit).
+_COMMAND_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def run_command(settings: ConnectionSettings, command: str, raw: bool = False) -> int:
@@ -275,29 +355,35 @@ def run_command(settings: ConnectionSettings, command: str, raw: bool = False) -
 
     psql's output goes straight to our stdout; its stderr is relayed line by line, except a
     connection failure, which becomes one clear UserError line (with psql's exit code).
+    SIGTERM, SIGHUP and SIGINT are passed on to psql (see ClientSignals).
     """
     psql = find_client("psql")
     require_listening(settings)
     argv = client_argv(psql, "psql", settings, command=command, raw=raw)
     held: list[str] = []
-    with passfile_environment(settings.password) as env, _parent_ignores_interrupts():
-        proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
+    code = 0
+    with ClientSignals(forward=_COMMAND_SIGNALS, ignore=(signal.SIGQUIT,)) as signals:
+        with passfile_environment(settings.password) as env:
+            if signals.received is None:
+                proc = subprocess.Popen(
+                    argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                )
+                signals.attach(proc)
 
-        def relay() -> None:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                if held or line.startswith("psql: error:"):
-                    held.append(line)  # a connection failure: classified below
-                else:
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
+                def relay() -> None:
+                    assert proc.stderr is not None
+                    for line in proc.stderr:
+                        if held or line.startswith("psql: error:"):
+                            held.append(line)  # a connection failure: classified below
+                        else:
+                            sys.stderr.write(line)
+                            sys.stderr.flush()
 
-        reader = threading.Thread(target=relay, daemon=True)
-        reader.start()
-        code = proc.wait()
-        reader.join(timeout=5)
+                reader = threading.Thread(target=relay, daemon=True)
+                reader.start()
+                code = proc.wait()
+                reader.join(timeout=5)
+    signals.exit_if_signalled()
     if held:
         text = "".join(held)
         message = classify_connection_error(text, settings)
@@ -310,29 +396,42 @@ def run_command(settings: ConnectionSettings, command: str, raw: bool = False) -
 def probe(psql: str, settings: ConnectionSettings, timeout: float = 30) -> None:
     """Connect once with `select 1` so that a connection failure gets its own clear line."""
     argv = client_argv(psql, "psql", settings, command="select 1", raw=True)
-    with passfile_environment(settings.password) as env:
-        try:
-            result = subprocess.run(
-                argv,
-                env={**env, "PGCONNECT_TIMEOUT": "10"},
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            raise UserError(
-                f"the database server at {settings.where} does not answer", code=2
-            ) from None
-    if result.returncode != 0:
-        message = classify_connection_error(result.stderr, settings)
-        lines = result.stderr.strip().splitlines() or ["psql failed"]
+    returncode, stderr = 0, ""
+    with ClientSignals(forward=_COMMAND_SIGNALS, ignore=(signal.SIGQUIT,)) as signals:
+        with passfile_environment(settings.password) as env:
+            if signals.received is None:
+                proc = subprocess.Popen(
+                    argv,
+                    env={**env, "PGCONNECT_TIMEOUT": "10"},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                signals.attach(proc)
+                try:
+                    _out, stderr = proc.communicate(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+                    raise UserError(
+                        f"the database server at {settings.where} does not answer", code=2
+                    ) from None
+                returncode = proc.returncode
+    signals.exit_if_signalled()
+    if returncode != 0:
+        message = classify_connection_error(stderr, settings)
+        lines = stderr.strip().splitlines() or ["psql failed"]
         first = next((line for line in lines if line.startswith("psql: error:")), lines[0])
-        raise UserError(message or first.removeprefix("psql: error: "), code=result.returncode)
+        raise UserError(message or first.removeprefix("psql: error: "), code=returncode)
 
 
 def run_interactive(settings: ConnectionSettings, client: str = "psql") -> int:
-    """Open the client attached to our terminal; returns its exit code."""
+    """Open the client attached to our terminal; returns its exit code.
+
+    Ctrl-C and Ctrl-\\ belong to the client (psql cancels the query); we just wait.
+    SIGTERM and SIGHUP are passed on to it (see ClientSignals).
+    """
     client_path = find_client(client)
     psql = client_path if client == "psql" else shutil.which("psql")
     require_listening(settings)
@@ -340,8 +439,17 @@ def run_interactive(settings: ConnectionSettings, client: str = "psql") -> int:
         probe(psql, settings)
     argv = client_argv(client_path, client, settings)
     info(f"connecting to {connection_url(settings)} with {client}")
-    with passfile_environment(settings.password) as env, _parent_ignores_interrupts():
-        return subprocess.call(argv, env=env)
+    code = 0
+    with ClientSignals(
+        forward=(signal.SIGTERM, signal.SIGHUP), ignore=(signal.SIGINT, signal.SIGQUIT)
+    ) as signals:
+        with passfile_environment(settings.password) as env:
+            if signals.received is None:
+                proc = subprocess.Popen(argv, env=env)
+                signals.attach(proc)
+                code = proc.wait()
+    signals.exit_if_signalled()
+    return code
 
 
 def describe(settings: ConnectionSettings, client: str, command: str | None) -> str:

@@ -5,7 +5,8 @@ for known vulnerabilities. Everything else (a range, no version, an editable ins
 or path) is returned as "could not check", with the file and line, so that it is never
 reported as clean. `-r FILE` includes are followed (relative to the including file);
 `-c FILE` constraints and global options (`--index-url`, ...) are ignored; `--hash` options
-and environment markers are allowed (every pin is checked, whatever its marker).
+and environment markers are allowed (every pin is checked, whatever its marker, conservatively;
+the markers are kept on the Pin so that the report can show them).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Pin:
     name: str
     version: str
     sources: list[str] = field(default_factory=list)
+    #: Environment markers written on it (`python_version < "3"`); checked whatever they say.
+    markers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,8 +95,10 @@ def scan(paths: list[Path]) -> RequirementsScan:
         if resolved in seen:
             return
         seen.add(resolved)
+        where = f" (included from {included_from})" if included_from else ""
+        if resolved.is_dir():
+            raise UserError(f"requirements file {path} is a directory, not a file{where}", code=2)
         if not resolved.is_file():
-            where = f" (included from {included_from})" if included_from else ""
             raise UserError(f"requirements file {path} not found{where}", code=2)
         try:
             text = resolved.read_text(encoding="utf-8")
@@ -159,9 +164,11 @@ def scan(paths: list[Path]) -> RequirementsScan:
             if key in by_key:
                 by_key[key].sources.append(source)
             else:
-                pin = Pin(name=name, version=version, sources=[source])
-                by_key[key] = pin
-                result.pins.append(pin)
+                by_key[key] = Pin(name=name, version=version, sources=[source])
+                result.pins.append(by_key[key])
+            marker = str(requirement.marker) if requirement.marker else ""
+            if marker and marker not in by_key[key].markers:
+                by_key[key].markers.append(marker)
 
     for path in paths:
         read(path, None)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -200,7 +202,9 @@ def test_interactive_mode_uses_the_inherited_terminal_streams(invoke, pg_server,
     assert pg_server.password not in result.stdout + result.stderr
 
 
-def _scan_proc_for(secret: bytes, skip_environ_of: set[int]) -> list[str]:
+def _scan_proc_for(secrets: list[bytes], skip_environ_of: set[int]) -> list[str]:
+    """Every process whose arguments (or environment, outside `skip_environ_of`) hold one of
+    the secrets."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -212,82 +216,188 @@ def _scan_proc_for(secret: bytes, skip_environ_of: set[int]) -> list[str]:
                 data = (entry / name).read_bytes()
             except OSError:
                 continue
-            if secret in data:
-                found.append(f"{pid}/{name}: {data[:200]!r}")
+            for secret in secrets:
+                if secret in data:
+                    found.append(f"{pid}/{name}: {data[:200]!r}")
     return found
 
 
-def _psql_children(parent: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            comm = (entry / "comm").read_text().strip()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and comm == "psql":
-            children.append(int(entry.name))
-    return children
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    """A process's environment; None when it cannot be read or is empty (a zombie's)."""
+    try:
+        data = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    if not data:
+        return None
+    pairs = (item.split(b"=", 1) for item in data.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _running_psql(
+    parent: int,
+    deadline: float,
+    proc: subprocess.Popen | None = None,
+    interactive: bool = False,
+) -> int:
+    """The pid of `parent`'s psql child once it really runs psql (exec done, not a zombie,
+    its environment readable): polled, bounded by `deadline` (a loaded machine is slow).
+    `interactive`: the session's psql (no -c), not the connection probe before it."""
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            stat = _stat(pid)
+            if comm != "psql" or stat is None or stat[1] != parent or stat[0] in "ZXx":
+                continue
+            try:
+                has_command = b"-c" in (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if has_command == interactive:
+                continue
+            if _environ(pid) is not None:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError(f"psql never ran under process {parent}")
+
+
+def _start_invoke(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+#: Secrets of the caller's environment that no client may inherit.
+_OTHER_SECRETS = {
+    "BUGZILLA_API_KEY": "bz-key-not-for-psql",
+    "SOCORRO_REPROCESS_API_TOKEN": "reprocess-token-not-for-psql",
+    "CRASHSTATS_API_TOKEN": "crashstats-token-not-for-psql",
+}
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
 def test_password_never_in_process_arguments_or_psql_environment(env, pg_server, tmp_path):  # noqa: F811
-    """While psql runs, no process's arguments (nor psql's environment) hold the password.
+    """While psql runs, no process's arguments (nor any environment but invoke's own) hold
+    the password or the caller's other secrets; psql's environment has none of them.
 
     The password is handed to invoke through INVOKE_DB_PASSWORD (so only the invoke process
-    itself has it in its environment); psql must see neither it nor PGPASSWORD.
+    itself has it in its environment); psql must see neither it nor PGPASSWORD, nor the
+    Bugzilla key and Crash Stats tokens. The scan starts once psql really runs (exec done),
+    so that a slow machine cannot catch the forked child before exec (still holding invoke's
+    environment) or psql as a zombie (an empty environment).
     """
     cfg = _config(tmp_path, pg_server, password="placeholder-not-used")
     cfg.write_text(cfg.read_text().replace("  password: 'placeholder-not-used'\n", ""))
-    full_env = dict(env, INVOKE_DB_PASSWORD=pg_server.password, PGPASSWORD="stale-user-value")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "invoke",
-            "--search-root",
-            str(PROJECT_ROOT),
-            "-f",
-            str(cfg),
-            "db.connect",
-            "--command",
-            "select pg_sleep(2)",
-        ],
-        cwd=PROJECT_ROOT,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    full_env = dict(
+        env, INVOKE_DB_PASSWORD=pg_server.password, PGPASSWORD="stale-user-value", **_OTHER_SECRETS
     )
+    proc = _start_invoke(
+        full_env,
+        "-f",
+        str(cfg),
+        "db.connect",
+        "--command",
+        "select pg_sleep(3)",
+        stdin=subprocess.DEVNULL,
+    )
+    secrets = [pg_server.password.encode(), *(v.encode() for v in _OTHER_SECRETS.values())]
     try:
-        secret = pg_server.password.encode()
-        psql_pids: list[int] = []
-        leaks: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and proc.poll() is None:
-            psql_pids = psql_pids or _psql_children(proc.pid)
-            leaks += _scan_proc_for(secret, skip_environ_of={proc.pid, os.getpid()})
-            if psql_pids:
-                for pid in psql_pids:
-                    try:
-                        environ = Path(f"/proc/{pid}/environ").read_bytes()
-                    except OSError:
-                        continue
-                    assert b"PGPASSWORD=" not in environ
-                    assert b"PGPASSFILE=" in environ
+        psql = _running_psql(proc.pid, time.monotonic() + 60, proc)
+        environ = _environ(psql)
+        leaks = _scan_proc_for(secrets, skip_environ_of={proc.pid, os.getpid()})
+        # That scan saw psql alive: its environment was read after exec, before it exited.
+        still_running = _stat(psql)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and _stat(psql) is not None and time.monotonic() < deadline:
+            leaks += _scan_proc_for(secrets, skip_environ_of={proc.pid, os.getpid()})
             time.sleep(0.1)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert psql_pids, "psql was never seen running"
+    assert still_running is not None and still_running[0] not in "ZXx"
+    assert environ is not None and "PGPASSFILE" in environ
+    for name in ("PGPASSWORD", "INVOKE_DB_PASSWORD", *_OTHER_SECRETS):
+        assert name not in environ, name
+    assert not [s for s in secrets if any(s.decode() in v for v in environ.values())]
     assert leaks == []
+    assert pg_server.password not in out + err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize(
+    "mode, signum",
+    [
+        ("command", signal.SIGTERM),
+        ("command", signal.SIGHUP),
+        ("command", signal.SIGINT),
+        ("interactive", signal.SIGTERM),
+        ("interactive", signal.SIGHUP),
+    ],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_signal_stops_psql_and_removes_the_passfile(env, pg_server, tmp_path, mode, signum):  # noqa: F811
+    """kill -TERM/-HUP (and -INT for --command) of a running db.connect: psql is stopped
+    and waited for, the passfile is removed, the exit code is 128 + the signal number."""
+    runtime = tmp_path / "run"  # the passfile goes to $XDG_RUNTIME_DIR/releng-db-*/
+    runtime.mkdir(mode=0o700)
+    full_env = dict(
+        env,
+        XDG_RUNTIME_DIR=str(runtime),
+        INVOKE_DB_HOST=pg_server.host,
+        INVOKE_DB_PORT=str(pg_server.port),
+        INVOKE_DB_PASSWORD=pg_server.password,
+    )
+    sql = "select pg_sleep(30) as signal_test"
+    if mode == "command":
+        proc = _start_invoke(full_env, "db.connect", "--command", sql, stdin=subprocess.DEVNULL)
+    else:
+        proc = _start_invoke(full_env, "db.connect", stdin=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(sql + ";\n")
+        proc.stdin.flush()
+    try:
+        psql = _running_psql(proc.pid, time.monotonic() + 60, proc, interactive=mode != "command")
+        passfiles = list(runtime.glob("releng-db-*/pgpass"))
+        os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pg_server.psql(
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where query like '%signal_test%' and pid <> pg_backend_pid()"
+        )
+    assert len(passfiles) == 1  # it was there while psql ran
+    assert proc.returncode == 128 + signum, (proc.returncode, err)
+    assert list(runtime.iterdir()) == []  # passfile and its directory removed
+    stat = _stat(psql)
+    assert stat is None or stat[1] != proc.pid, "psql outlived db.connect"
+    assert "Traceback" not in err
     assert pg_server.password not in out + err
 
 
@@ -355,6 +465,10 @@ def test_bad_inputs_are_one_line_errors(invoke):
         (["db.connect", "--raw"], "--raw only applies to --command"),
         (["db.connect", "--host", "-x", "--command", "select 1"], "must not start with '-'"),
         (["db.url", "--port", "70000"], "port must be a number"),
+        (
+            ["db.connect", "-c", "select 1"],
+            'no -c flag (Invoke would take it as its own); use --command "SQL"',
+        ),
     ]:
         result = invoke(*args)
         assert result.returncode != 0, args
@@ -392,7 +506,6 @@ def test_interactive_on_a_terminal_ctrl_c_cancels_the_query_not_the_task(env, pg
     session goes on, \\q ends it with exit 0; the password never appears on the screen."""
     import pty
     import select
-    import signal
 
     child_env = dict(
         env,
@@ -449,3 +562,82 @@ def test_interactive_on_a_terminal_ctrl_c_cancels_the_query_not_the_task(env, pg
     assert "42" in text.split("answer", 1)[1], text
     assert status == 0, text
     assert pg_server.password not in text
+
+
+def test_debug_logging_never_shows_secrets(invoke, pg_server, tmp_path):  # noqa: F811
+    """`invoke --debug` logs every config source Invoke loads; the secrets in them (the
+    INVOKE_DB_PASSWORD override, api keys and tokens in a config file) are masked."""
+    tricky = "aP@ss:w\\rd"
+    pg_server.psql(f"CREATE ROLE debug_user LOGIN PASSWORD '{tricky}'")
+    try:
+        cfg = _config(tmp_path, pg_server, user="debug_user")
+        # The runtime file would beat the environment: the password comes from the latter.
+        cfg.write_text(cfg.read_text().replace(f"  password: {pg_server.password!r}\n", ""))
+        with cfg.open("a") as handle:
+            handle.write(
+                'bugzilla:\n  api_key: bz-Secret-2\ncrashstats:\n  api_token: "cs\'Secret-3"\n'
+                "signing:\n  private_key: file-Secret-1\n"
+            )
+        result = invoke(
+            "--debug",
+            "-f",
+            str(cfg),
+            "db.connect",
+            "--raw",
+            "--command",
+            "select current_user",
+            extra_env={"INVOKE_DB_PASSWORD": tricky},
+        )
+    finally:
+        pg_server.psql("DROP ROLE debug_user")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "debug_user\n"  # the override really reached psql
+    log = result.stderr
+    assert "invoke.env.load: Obtained env var config: {'db': {'password': '****'}}" in log
+    assert "'api_key': '****'" in log and "'api_token': '****'" in log
+    for secret in (tricky, repr(tricky)[1:-1], "file-Secret-1", "bz-Secret-2", "Secret-3"):
+        assert secret not in log + result.stdout, secret
+    assert "'user': 'debug_user'" in log  # only the secrets are masked
+
+
+def test_invoke_debug_environment_variable_is_masked_too(invoke):
+    result = invoke(
+        "db.url", extra_env={"INVOKE_DEBUG": "1", "INVOKE_DB_PASSWORD": 'it\'s "quoted"'}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Obtained env var config: {'db': {'password': '****'}}" in result.stderr
+    assert "quoted" not in result.stderr + result.stdout
+
+
+def test_redaction_of_reprs_and_literal_values():
+    from lib.redaction import redact
+
+    text = (
+        "{'db': {'password': 'a\\\\b', 'user': 'postgres'}, 'sudo': {'password': None}, "
+        "'bugzilla': {'api_key': \"it's\", 'API-Token': 12345}, 'x': {'secret_file': b'k'}, "
+        "'show-password': <Argument: show_password (s) [bool]>}"
+    )
+    assert redact(text) == (
+        "{'db': {'password': '****', 'user': 'postgres'}, 'sudo': {'password': None}, "
+        "'bugzilla': {'api_key': '****', 'API-Token': '****'}, 'x': {'secret_file': '****'}, "
+        "'show-password': <Argument: show_password (s) [bool]>}"
+    )
+    assert redact("argv: ['--pw', 'hunter2\\\\x']", ["hunter2\\x"]) == "argv: ['--pw', '****']"
+
+
+def test_long_flags_only_with_their_help_texts(invoke):
+    """No automatic short flags (-h, -p, -d clash with Invoke's own --help, --pty, --debug)."""
+    for task, flags in [
+        ("db.connect", ["client", "command", "database", "host", "port", "raw", "user"]),
+        ("db.url", ["database", "host", "port", "show-password", "user"]),
+    ]:
+        result = invoke("--help", task)
+        assert result.returncode == 0, result.stderr
+        options = result.stdout.split("Options:", 1)[1]
+        for flag in flags:
+            assert f"  --{flag}" in options, (task, flag)
+        assert not re.search(r"^  -\w", options, re.MULTILINE), options  # no `-h STRING, --`
+        assert "(default: config db." in options or "psql's exit code" in options
+    result = invoke("db.connect", "-h", "localhost", "--command", "select 1")
+    assert result.returncode != 0
+    assert "needed value" not in result.stdout + result.stderr

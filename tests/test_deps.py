@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -18,10 +19,16 @@ from lib.requirements_files import Pin
 from tests.conftest import PROJECT_ROOT
 
 DATA = Path(__file__).parent / "data"
-#: CI puts a copy of shared/ beside the clone; so does the development layout.
-PYPA_DB = PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"
+#: The PyPA advisory database snapshot: $RELENG_ADVISORY_DB, else shared/ beside the clone
+#: (where CI and the development layout put it).
+PYPA_DB = Path(
+    os.environ.get("RELENG_ADVISORY_DB")
+    or PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"
+).expanduser()
 needs_pypa_db = pytest.mark.skipif(
-    not PYPA_DB.is_dir(), reason=f"the PyPA advisory database snapshot is absent ({PYPA_DB})"
+    not PYPA_DB.is_dir(),
+    reason=f"the PyPA advisory database snapshot is absent ({PYPA_DB}); "
+    "point RELENG_ADVISORY_DB at a copy",
 )
 
 
@@ -377,6 +384,7 @@ def test_offline_json_report(invoke, project, index_cache):
             "aliases": ["CVE-2019-10906", "GHSA-462w-v97r-4m45"],
             "severity": "",
             "sources": ["requirements.txt:1"],
+            "markers": [],
         }
     ]
     assert data["could_not_check"] == []
@@ -570,7 +578,14 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(invoke, project):
         (["deps.check", "--npm-dir", "no-such-dir"], "does not exist"),
         (["deps.check", "--advisory-db", "no-such-db"], "is not a directory"),
         (["deps.check", "--requirements", "-x"], "must not start with '-'"),
+        (["deps.check", "--requirements="], "--requirements is empty; give a requirements file"),
+        (["deps.check", "-r", "nope.txt"], "deps.check has no -r flag"),  # not --search-root
+        (["deps.check", "--requirements", " "], "--requirements is empty"),
+        (["deps.check", "--requirements", "."], "requirements file . is a directory, not a file"),
+        (["deps.check", "--requirements", "inc.txt"], "sub is a directory, not a file (included"),
     ]
+    (project / "sub").mkdir()
+    (project / "inc.txt").write_text("-r sub\n")
     for args, message in cases:
         result = invoke(*args, cwd=project)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
@@ -636,3 +651,208 @@ def test_dry_run_validates_and_prints_the_plan_without_running_anything(invoke, 
     ]
     bad = invoke("--dry", "deps.check", "--requirements", "missing.txt", cwd=project)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+#: Secrets of the caller's environment that neither pip-audit nor npm may inherit.
+_SECRETS = {
+    "BUGZILLA_API_KEY": "bz-key-not-for-tools",
+    "SOCORRO_REPROCESS_API_TOKEN": "reprocess-token-not-for-tools",
+    "CRASHSTATS_API_TOKEN": "crashstats-token-not-for-tools",
+    "INVOKE_DB_PASSWORD": "db-password-not-for-tools",
+    "PGPASSWORD": "pg-password-not-for-tools",
+}
+
+
+def _dumped_environments(path: Path) -> list[dict[str, str]]:
+    """The environments a tool script wrote (`env -0`, one file per run, separated)."""
+    runs = [run for run in path.read_bytes().split(b"\0--end--\0") if run.strip(b"\0")]
+    return [
+        dict(item.decode().split("=", 1) for item in run.split(b"\0") if b"=" in item)
+        for run in runs
+    ]
+
+
+def test_pip_audit_gets_none_of_our_secrets(tmp_path):
+    """pip-audit runs through a python that records its environment (and answers for
+    pip-audit with a clean report): neither run sees an API key, token or password."""
+    dump = tmp_path / "env.dump"
+    python = tmp_path / "python-recording-env"
+    clean = json.dumps({"dependencies": [{"name": "jinja2", "version": "3.1.6", "vulns": []}]})
+    python.write_text(
+        "#!/bin/sh\n"
+        f'env -0 >> "{dump}"; printf "\\0--end--\\0" >> "{dump}"\n'
+        f'[ "$1" = "-c" ] && exec "{sys.executable}" "$@"\n'
+        f"echo '{clean}'\n"
+    )
+    python.chmod(0o755)
+    caller = {"PATH": os.environ.get("PATH", ""), **_SECRETS}
+    report = audit.run_pip_audit(
+        [Pin("jinja2", "3.1.6", ["r.txt:1"])], python=str(python), env=caller
+    )
+    assert report.exit_code == 0, report
+    environments = _dumped_environments(dump)
+    assert len(environments) == 2  # the `import pip_audit` probe and pip-audit itself
+    for environment in environments:
+        assert environment["PATH"] == caller["PATH"]
+        assert not set(_SECRETS) & set(environment), environment.keys()
+        assert not [v for v in _SECRETS.values() if v in "".join(environment.values())]
+
+
+def test_npm_gets_none_of_our_secrets(invoke, project, tmp_path):
+    """The real invoke with the secrets in its environment; npm is a script that records
+    its environment and replays a recorded clean `npm audit --json`."""
+    db_dir = tmp_path / "db"
+    _write_osv(
+        db_dir,
+        "PYSEC-9.yaml",
+        "id: PYSEC-9\ndetails: Demo flaw.\naffected:\n- package: {name: demo, ecosystem: PyPI}\n"
+        "  versions: ['1.0']\n",
+    )
+    (project / "requirements.txt").write_text("other==1.0\n")
+    webapp = _npm_project(project)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dump = tmp_path / "npm-env.dump"
+    npm = bin_dir / "npm"
+    npm.write_text(
+        "#!/bin/sh\n"
+        f'env -0 >> "{dump}"; printf "\\0--end--\\0" >> "{dump}"\n'
+        f'cat "{DATA / "npm-audit-clean.json"}"\n'
+    )
+    npm.chmod(0o755)
+    result = invoke(
+        "deps.check",
+        "--json",
+        "--advisory-db",
+        str(db_dir),
+        "--npm-dir",
+        str(webapp),
+        cwd=project,
+        extra_env={"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **_SECRETS},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [c["status"] for c in json.loads(result.stdout)["checks"]] == ["ok", "ok"]
+    [environment] = _dumped_environments(dump)
+    assert not set(_SECRETS) & set(environment), environment.keys()
+    assert not [v for v in _SECRETS.values() if v in "".join(environment.values())]
+
+
+def test_long_flags_only_with_their_help_texts(invoke):
+    result = invoke("--help", "deps.check")
+    assert result.returncode == 0, result.stderr
+    options = result.stdout.split("Options:", 1)[1]
+    for flag in ("advisory-db", "json", "npm-dir", "requirements"):
+        assert f"  --{flag}" in options, flag
+    assert not re.search(r"^  -\w", options, re.MULTILINE), options  # no `-a STRING, --...`
+    assert "requirements file to audit (repeatable" in options
+
+
+def _demo_database(tmp_path: Path) -> Path:
+    """demo < 2.0 is affected (PYSEC-9); PYSEC-10's range cannot be evaluated."""
+    db_dir = tmp_path / "db"
+    _write_osv(
+        db_dir,
+        "PYSEC-9.yaml",
+        "id: PYSEC-9\ndetails: Demo flaw.\naffected:\n- package: {name: demo, ecosystem: PyPI}\n"
+        "  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: '0'\n    - fixed: '2.0'\n",
+    )
+    _write_osv(
+        db_dir,
+        "PYSEC-10.yaml",
+        "id: PYSEC-10\ndetails: Odd range.\naffected:\n- package: {name: demo, ecosystem: PyPI}\n"
+        "  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: not a version\n"
+        "    - fixed: '3.0'\n",
+    )
+    return db_dir
+
+
+def test_empty_requirements_file_is_not_clean(invoke, project, tmp_path):
+    db_dir = _demo_database(tmp_path)
+    (project / "requirements.txt").write_text(
+        "# nothing pinned yet\n--index-url https://x.invalid\n"
+    )
+    result = invoke("deps.check", "--advisory-db", str(db_dir), cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no requirements in requirements.txt: nothing was checked" in result.stdout
+    assert "CLEAN" not in result.stdout and "INCOMPLETE" in result.stdout
+    as_json = invoke("deps.check", "--json", "--advisory-db", str(db_dir), cwd=project)
+    assert as_json.returncode == 2
+    data = json.loads(as_json.stdout)
+    assert data["status"] == "incomplete"
+    assert data["could_not_check"][0]["reason"].startswith("no requirements in requirements.txt")
+    assert data["checks"] == [
+        {
+            "name": "Python",
+            "ecosystem": "PyPI",
+            "status": "skipped",
+            "detail": "no pinned Python requirements",
+            "checked": 0,
+        }
+    ]
+
+
+def test_advisory_with_an_unparsable_range_version_is_listed_not_dropped(invoke, project, tmp_path):
+    db_dir = _demo_database(tmp_path)
+    (project / "requirements.txt").write_text("demo==2.5\n")
+    result = invoke("deps.check", "--json", "--advisory-db", str(db_dir), cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["vulnerabilities"] == []
+    [undecided] = data["could_not_check"]
+    assert (undecided["package"], undecided["version"], undecided["source"]) == (
+        "demo",
+        "2.5",
+        "requirements.txt:1",
+    )
+    assert "advisory PYSEC-10 has a range with 'not a version'" in undecided["reason"]
+    # A pin that another advisory matches is vulnerable, and the undecided one is listed too.
+    (project / "requirements.txt").write_text("demo==1.0\n")
+    table = invoke("deps.check", "--advisory-db", str(db_dir), cwd=project)
+    assert table.returncode == 1, table.stdout + table.stderr
+    assert "PYSEC-9" in table.stdout and "PYSEC-10" in table.stdout
+    assert "1 item(s) could not be checked" in table.stdout
+
+
+def test_environment_markers_are_checked_and_shown(invoke, project, tmp_path):
+    db_dir = _demo_database(tmp_path)
+    (project / "requirements.txt").write_text('Demo==1.5 ; python_version < "3"\nother==1.0\n')
+    table = invoke("deps.check", "--advisory-db", str(db_dir), cwd=project)
+    assert table.returncode == 1, table.stdout + table.stderr
+    assert '1.5 ; python_version < "3"' in table.stdout
+    assert (
+        'note: demo==1.5 (requirements.txt:1) has the environment marker `python_version < "3"`; '
+        "it was checked whatever the marker says"
+    ) in table.stdout
+    data = json.loads(
+        invoke("deps.check", "--json", "--advisory-db", str(db_dir), cwd=project).stdout
+    )
+    assert [(v["package"], v["markers"]) for v in data["vulnerabilities"]] == [
+        ("demo", ['python_version < "3"'])
+    ]
+
+
+def test_advisory_database_location_from_the_environment(tmp_path):
+    """RELENG_ADVISORY_DB points the tests (and the benchmark) at the snapshot; without it,
+    the snapshot beside the clone is used."""
+    import subprocess
+
+    elsewhere = tmp_path / "my copy"
+    elsewhere.mkdir()
+    code = (
+        "import tests.test_deps as t, bench.bench_db_deps as b; print(t.PYPA_DB); print(b.PYPA_DB)"
+    )
+    base = {k: v for k, v in os.environ.items() if k != "RELENG_ADVISORY_DB"}
+    for extra, expected in [
+        ({"RELENG_ADVISORY_DB": str(elsewhere)}, elsewhere),
+        ({}, PROJECT_ROOT.parent / "shared" / "data" / "pypa-advisory-database"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=PROJECT_ROOT,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [str(expected)] * 2

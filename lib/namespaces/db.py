@@ -5,6 +5,7 @@ from invoke.exceptions import Exit
 
 from lib import database as devdb
 from lib.errors import UserError
+from lib.namespaces import refuse_core_short_flags
 from lib.settings import is_dry, setting
 
 _CONNECTION_HELP = {
@@ -26,12 +27,13 @@ def _settings(c, host, port, user, database_name):
 
 
 @task(
+    auto_shortflags=False,
     help={
         **_CONNECTION_HELP,
         "command": "run this one SQL command without a prompt and exit with psql's exit code",
         "client": "interactive client: psql (default) or pgcli",
-        "raw": "with --command: unaligned rows without headers (psql -At), for scripts",
-    }
+        "raw": "with --command: bare rows for scripts (unaligned, no headers or row count)",
+    },
 )
 def connect(
     c, host=None, port=None, user=None, database=None, command=None, client="psql", raw=False
@@ -41,6 +43,7 @@ def connect(
     The password comes from db.password and reaches the client through a temporary
     passfile, never through its arguments. Checks first that something listens on the port.
     """
+    refuse_core_short_flags("db.connect", {"-c": '--command "SQL"'})
     settings = _settings(c, host, port, user, database)
     client = (client or "psql").strip()
     if client not in devdb.CLIENT_INSTALL_HINTS:
@@ -63,10 +66,11 @@ def connect(
 
 
 @task(
+    auto_shortflags=False,
     help={
         **_CONNECTION_HELP,
         "show_password": "print the real password instead of ****",
-    }
+    },
 )
 def url(c, host=None, port=None, user=None, database=None, show_password=False):
     """Print the dev database's connection URL, password masked (--show-password reveals)."""

@@ -13,6 +13,7 @@ from lib.settings import is_dry, number, resolve_path, setting, str_list
 
 
 @task(
+    auto_shortflags=False,
     iterable=["requirements"],
     help={
         "requirements": "requirements file to audit (repeatable; default: config "
@@ -32,7 +33,11 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
     unreachable, tool missing); it is listed, never reported as clean.
     """
     from lib import advisories, audit, requirements_files
+    from lib.namespaces import refuse_core_short_flags
 
+    refuse_core_short_flags("deps.check", {"-r": "--requirements FILE"})
+    if requirements and any(not str(value).strip() for value in requirements):
+        raise UserError("--requirements is empty; give a requirements file", code=2)
     files = str_list(requirements) or str_list(setting(c, "deps.requirements"))
     npm_value = npm_dir if npm_dir is not None else setting(c, "deps.npm_dir")
     db_value = advisory_db if advisory_db is not None else setting(c, "deps.advisory_db")
@@ -72,13 +77,25 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
         )
     if not npm_path:
         report.notes.append("JavaScript not checked: no npm directory configured (deps.npm_dir)")
+    python_check = bool(scan.pins)
+    if files and not scan.pins and not scan.not_pinned:
+        # An empty file (or only comments and options): nothing was checked, so not clean.
+        report.unchecked.append(
+            audit.Unchecked(
+                "PyPI",
+                "*",
+                "",
+                f"no requirements in {', '.join(scan.files)}: nothing was checked",
+                ", ".join(scan.files),
+            )
+        )
 
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         npm_timeout = number(c, "deps.npm_timeout", kind=int, minimum=1)
         npm_future = pool.submit(audit.run_npm_audit, npm_path, npm_timeout) if npm_path else None
-        if files:
+        if python_check:
             if database is not None:
                 report.merge(audit.check_advisory_database(scan.pins, database))
             else:
@@ -89,6 +106,11 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
                         timeout=number(c, "deps.timeout", kind=int, minimum=1),
                     )
                 )
+            audit.annotate_markers(report, scan.pins)
+        elif files:
+            report.checks.append(
+                audit.CheckRun("Python", "PyPI", "skipped", "no pinned Python requirements")
+            )
         if npm_future is not None:
             report.merge(npm_future.result())
 
