@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lib.console import info
 from lib.errors import UserError
-from lib.settings import environment_without_secrets
+from lib.redaction import child_environment
 
 #: Never let git stop to ask for a password or passphrase on a terminal we don't own.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -56,7 +56,7 @@ class GitRepo:
             return subprocess.run(
                 ["git", *args],
                 cwd=self.path,
-                env=environment_without_secrets(_GIT_ENV),
+                env={**child_environment(), **_GIT_ENV},
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,

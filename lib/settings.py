@@ -78,21 +78,3 @@ def str_list(value: Any) -> list[str]:
     else:
         items = [str(v) for v in value]
     return [item.strip() for item in items if item.strip()]
-
-
-#: Environment variables that hold secrets: never handed to a child process that doesn't need them.
-SECRET_ENV_VARS = (
-    "BUGZILLA_API_KEY",
-    "SOCORRO_REPROCESS_API_TOKEN",
-    "SOCORRO_API_TOKEN",
-    "CRASHSTATS_API_TOKEN",
-    "PGPASSWORD",
-    "INVOKE_DB_PASSWORD",
-)
-
-
-def environment_without_secrets(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """os.environ minus the secret variables, plus `extra`: the environment for child processes."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
-    env.update(extra or {})
-    return env
