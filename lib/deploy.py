@@ -139,12 +139,15 @@ def resolve_range(
         head_sha = repo.rev_parse(head)
         if head_sha is None:
             raise UserError(f"--head {head!r} is not a commit in this repository")
-    if previous_sha and not repo.is_ancestor(previous_sha, head_sha):
+    return previous, previous_sha, head_sha
+
+
+def check_descends(ok: bool, previous: str | None, head_sha: str) -> None:
+    if not ok:
         raise UserError(
             f"head {head_sha[:7]} is not a descendant of the previous deploy tag {previous}; "
             f"choose another --head or --since"
         )
-    return previous, previous_sha, head_sha
 
 
 def refuse_own_checkout(repo: GitRepo) -> None:
@@ -275,7 +278,10 @@ def build_plan(
         repo, scheme, main_branch=main_branch, since=since, head=head, previous=last_tag
     )
     next_tag = scheme.next(last_tag, taken, today or datetime.date.today())
+    descends = repo.start_is_ancestor(previous_sha, head_sha) if previous_sha else None
     commits = commits_between(repo, previous_sha, head_sha)
+    if descends is not None:
+        check_descends(descends(), previous, head_sha)
     plan = DeployPlan(
         project=str(setting(c, "deploy.project")),
         previous_tag=previous,
