@@ -10,6 +10,7 @@ from typing import Any
 from lib.changes import Commit, commits_between
 from lib.console import info
 from lib.deploytags import TagScheme
+from lib.deploytags import today as utc_today
 from lib.errors import UserError
 from lib.gitrepo import GitRepo
 from lib.settings import setting
@@ -277,7 +278,7 @@ def build_plan(
     previous, previous_sha, head_sha = resolve_range(
         repo, scheme, main_branch=main_branch, since=since, head=head, previous=last_tag
     )
-    next_tag = scheme.next(last_tag, taken, today or datetime.date.today())
+    next_tag = scheme.next(last_tag, taken, today or utc_today())
     descends = repo.start_is_ancestor(previous_sha, head_sha) if previous_sha else None
     commits = commits_between(repo, previous_sha, head_sha)
     if descends is not None:

@@ -261,14 +261,14 @@ def plan_tag(
     others = [t for t in repo.tags() if t != tag]
     previous = scheme.previous(others)
     if local is None and remote_object is None:
-        expected = scheme.next(previous, others, datetime.date.today())
+        expected = scheme.next(previous, others, today())
         if tag != expected:
             last = (
                 f"the last deploy tag is {previous}" if previous else "there is no deploy tag yet"
             )
             raise UserError(f"{tag} is not the next deploy tag: {last}, so the next is {expected}")
     elif scheme.previous([*others, tag]) != tag:
-        expected = scheme.next(previous, others, datetime.date.today())
+        expected = scheme.next(previous, others, today())
         raise UserError(
             f"{tag} is an earlier deploy tag, not the next one: the last is {previous}, so the "
             f"next is {expected}"

@@ -16,6 +16,12 @@ from lib.errors import UserError
 SCHEMES = ("integer", "date")
 
 
+def today() -> datetime.date:
+    """The day date tags are named after: UTC, so colleagues in other timezones (and a deploy
+    prepared before local midnight and tagged after it) agree on the tag."""
+    return datetime.datetime.now(datetime.UTC).date()
+
+
 @dataclass(frozen=True)
 class TagScheme:
     kind: str
