@@ -231,7 +231,7 @@ def plan_tag(
     """The read-only preflight of deploy.tag: every check before any change; returns the plan."""
     from lib.changes import commits_between
     from lib.deploy import preflight
-    from lib.deploytags import scheme_from_config
+    from lib.deploytags import scheme_from_config, today
     from lib.signing import check_signing
     from lib.tagging import has_show_comment, local_tag, push_probe, remote_tag_object, tag_message
 
