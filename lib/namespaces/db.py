@@ -4,8 +4,8 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from lib import database as devdb
+from lib.console import refuse_core_short_flags
 from lib.errors import UserError
-from lib.namespaces import refuse_core_short_flags
 from lib.settings import is_dry, setting
 
 _CONNECTION_HELP = {

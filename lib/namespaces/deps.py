@@ -33,7 +33,7 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
     unreachable, tool missing); it is listed, never reported as clean.
     """
     from lib import advisories, audit, requirements_files
-    from lib.namespaces import refuse_core_short_flags
+    from lib.console import refuse_core_short_flags
 
     refuse_core_short_flags("deps.check", {"-r": "--requirements FILE"})
     if requirements and any(not str(value).strip() for value in requirements):
