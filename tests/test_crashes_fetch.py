@@ -253,3 +253,20 @@ def test_rate_limited_search_is_waited_out(invoke, crashstats, crashstats_env):
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == expected(crashstats)
     assert crashstats.rate_limited > 0
+
+
+def test_url_on_another_host_is_noted_and_gets_no_token(invoke, crashstats, crashstats_env):
+    other = FakeCrashStats(crashes=dataset(2_000)).start()
+    try:
+        url = f"{other.url}/search/?signature={quote('=' + SIGNATURE)}&product=Firefox"
+        env = {**crashstats_env, "INVOKE_CRASHES_HOST": crashstats.url}
+        result = invoke("crashes.fetch-ids", "--url", url, "--num", "5", *WINDOW, extra_env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"note: --url names {other.url} but the search goes to {crashstats.url}" in (
+            result.stderr
+        )
+        assert len(result.stdout.split()) == 5
+        assert other.log == []  # the pasted link's host is never contacted, token or not
+        assert GOOD_TOKEN not in result.stderr
+    finally:
+        other.stop()

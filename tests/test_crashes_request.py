@@ -131,3 +131,30 @@ def test_summary_is_cut_to_bugzillas_limit_and_url_pinning():
     assert "product=Firefox" in pinned and "date=%3E%3D2026-11-01" in pinned
     full = "https://cs/search/?product=Fenix&date=%3E%3D2026-10-01"
     assert pinned_url(full, ["Fenix"], "a", "b") == full
+
+
+@pytest.fixture
+def other_crashstats():
+    """A second Crash Stats host: the one a pasted link names, not the configured one."""
+    from tests.fake_crashstats import FakeCrashStats, dataset
+
+    fake = FakeCrashStats(crashes=dataset(2_000)).start()
+    yield fake
+    fake.stop()
+
+
+def sent_token(fake):
+    return [e for e in fake.log if any(k.lower() == "auth-token" for k in e.headers)]
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_the_token_never_goes_to_the_host_of_a_pasted_url(
+    invoke, crashstats, other_crashstats, fake_bugzilla, crashstats_env, dry
+):
+    env = {**crashstats_env, "INVOKE_CRASHES_HOST": crashstats.url}
+    args = ("--url", search_url(other_crashstats), "--reason", "leak?")
+    result = request(invoke, fake_bugzilla, *args, *(["--dry-run"] if dry else []), extra=env)
+    assert result.returncode == 0, result.stderr
+    assert "2,000 crash reports match" in result.stderr  # counted anonymously
+    assert other_crashstats.log and sent_token(other_crashstats) == []
+    assert sent_token(crashstats) == []

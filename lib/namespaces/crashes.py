@@ -160,8 +160,22 @@ def fetch_ids(
         product=product,
         date=date,
     )
+    base = _host(c, host)
+    if url:
+        from lib.console import info
+        from lib.reprocess_request import search_host
+
+        url_host = search_host(url)
+        if url_host.lower() != base.lower():
+            # The token only ever goes to crashes.host or an explicit --host, never to a host
+            # taken from a pasted link, so the URL's host is not searched on its own.
+            info(
+                f"note: --url names {url_host} but the search goes to {base} "
+                f"({'--host' if host else 'crashes.host'}); give --host {url_host} to search "
+                f"there instead (the Crash Stats token would then be sent to it)"
+            )
     run_fetch(
-        _host(c, host),
+        base,
         query,
         parse_num(num),
         env_file=setting(c, "crashes.env_file") or None,
@@ -184,13 +198,15 @@ def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
     """File a bug asking for the crashes of a search to be reprocessed (for non-admins)."""
     from lib.bugzilla import api_key_from_environment, client_from_config, enter_bug_url
     from lib.console import info
-    from lib.crashstats import CrashStatsClient, find_token
+    from lib.crashstats import CrashStatsClient
     from lib.reprocess_request import build_request, search_host
 
     if not url:
         raise UserError("--url is required: the Crash Stats search URL of the crashes")
     base = _host(c, host or search_host(url))
-    client = CrashStatsClient(base, find_token(setting(c, "crashes.env_file") or None))
+    # Anonymous on purpose: counting needs no token, and the host comes from a pasted URL, so
+    # sending one would hand an admin's reprocessing token to whatever host the link names.
+    client = CrashStatsClient(base, None)
     client.policy = _policy(c)
     try:
         request = build_request(client, url, reason, template_dir=setting(c, "templates.dir"))
