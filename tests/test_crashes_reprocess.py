@@ -492,3 +492,43 @@ def test_restart_never_replaces_a_file_that_is_not_a_journal(
     result = reprocess(invoke, crashstats, crashstats_env, *args)
     assert result.returncode == 1 and "is not a journal of crashes.reprocess" in result.stderr
     assert other.read_bytes() == b"" and crashstats.reprocess_requests == 0
+
+
+def test_skip_refused_leaves_out_the_ids_a_400_names_and_sends_the_rest(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    ids = ids_of(crashstats, 200)
+    bad = {ids[120], ids[130]}  # two in the same chunk: the server names one at a time
+    crashstats.reject_ids = set(bad)
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    first = reprocess(invoke, crashstats, crashstats_env, "--input", str(path))
+    assert first.returncode == 1
+    assert "rerun the same command with --skip-refused" in first.stderr
+    assert set(crashstats.accepted) == set(ids[:100])
+    # The rerun keeps the journal: nothing accepted is sent again, the refused ids stay out.
+    second = reprocess(invoke, crashstats, crashstats_env, "--input", str(path), "--skip-refused")
+    assert second.returncode == 0, second.stderr
+    assert set(crashstats.accepted) == set(ids) - bad
+    assert crashstats.resent == 0 and not set(crashstats.accepted) & bad
+    assert "resuming from" in second.stderr
+    assert f"refused by the server and left out: {ids[120]}, {ids[130]}" in second.stderr
+    assert "100/200 done" not in second.stderr
+    assert "200/200 done" in second.stderr and "refused by the server: 2;" in second.stderr
+    no_secret(crashstats, first.stderr, second.stderr)
+
+
+def test_skip_refused_in_one_run_sends_every_other_id_once(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    ids = ids_of(crashstats, 150)
+    crashstats.reject_ids = {ids[10], ids[60]}
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    # Two chunks each with a refused id, in one run: the rest of each chunk goes through.
+    first = reprocess(invoke, crashstats, crashstats_env, "--input", str(path), "--skip-refused")
+    assert first.returncode == 0, first.stderr
+    assert set(crashstats.accepted) == set(ids) - {ids[10], ids[60]}
+    assert crashstats.resent == 0
+    assert "refused by the server: 2;" in first.stderr
+    assert "150/150 done" in first.stderr
