@@ -418,7 +418,13 @@ def submit(
         except ApiError as error:
             ids = [crash_id for _, crash_id in pending]
             outcome.failed = len(ids)
-            if error.status == 403:
+            if error.status == 403 and "invalid" in error.message.lower():
+                outcome.error = (
+                    f"the Crash Stats token is not valid (HTTP 403: {error.message}); check "
+                    f"SOCORRO_REPROCESS_API_TOKEN (tokens expire; create one at "
+                    f"<host>/api/tokens/)"
+                )
+            elif error.status == 403:
                 outcome.error = (
                     f"this token lacks the Reprocess Crashes permission (HTTP 403: {error.message})"
                 )

@@ -441,6 +441,7 @@ def test_progress_bar_on_a_terminal(crashstats, crashstats_env, env):
 def test_journal_option_puts_the_journal_where_asked(invoke, crashstats, crashstats_env, tmp_path):
     ids = ids_of(crashstats, 100)
     journal = tmp_path / "state" / "run.journal"
+    journal.parent.mkdir()  # a journal's directory must exist (a typo is not created)
     crashstats.reject_ids = {ids[70]}
     args = ("--journal", str(journal), "--chunk-size", "50")
     result = reprocess(invoke, crashstats, crashstats_env, *args, input="\n".join(ids))
@@ -532,3 +533,32 @@ def test_skip_refused_in_one_run_sends_every_other_id_once(
     assert crashstats.resent == 0
     assert "refused by the server: 2;" in first.stderr
     assert "150/150 done" in first.stderr
+
+
+def test_input_that_is_a_directory_is_named_as_such(invoke, crashstats, crashstats_env, tmp_path):
+    result = reprocess(invoke, crashstats, crashstats_env, "--input", str(tmp_path))
+    assert result.returncode == 1
+    assert f"--input {tmp_path}: is a directory" in result.stderr
+    assert "no such file" not in result.stderr and crashstats.log == []
+
+
+def test_invalid_token_is_not_reported_as_a_missing_permission(invoke, crashstats, crashstats_env):
+    env = dict(crashstats_env, SOCORRO_REPROCESS_API_TOKEN="not-a-token-anymore-1234")
+    result = reprocess(invoke, crashstats, env, "--crash-id", ID)
+    assert result.returncode == 1
+    assert "the Crash Stats token is not valid (HTTP 403: Invalid API token)" in result.stderr
+    assert "lacks the Reprocess Crashes permission" not in result.stderr
+    assert "not-a-token-anymore-1234" not in result.stderr + result.stdout
+    assert not crashstats.accepted
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_journal_in_a_missing_directory_is_refused(
+    invoke, crashstats, crashstats_env, tmp_path, dry
+):
+    missing = tmp_path / "no" / "such" / "dir"
+    args = ["--crash-id", ID, "--journal", str(missing / "j")] + (["--dry-run"] if dry else [])
+    result = reprocess(invoke, crashstats, crashstats_env, *args)
+    assert result.returncode == 1
+    assert f"the directory {missing} does not exist" in result.stderr
+    assert not (tmp_path / "no").exists() and crashstats.log == []

@@ -89,6 +89,12 @@ def reprocess(
     ids = list(crash_id or [])
     if ids and input:
         raise UserError("give --crash-id or --input, not both")
+    if journal:
+        parent = resolve_path(journal).parent
+        if not parent.is_dir():
+            raise UserError(
+                f"--journal {journal}: the directory {parent} does not exist (create it first)"
+            )
     options = Options(
         host=_host(c, host),
         ruleset=(ruleset or "").strip(),
@@ -115,6 +121,8 @@ def reprocess(
         return run(ids, "--crash-id", options)
     if input and input != "-":
         path = resolve_path(input)
+        if path.is_dir():
+            raise UserError(f"--input {input}: is a directory, not a file of crash ids")
         if not path.is_file():
             raise UserError(f"--input {input}: no such file")
         if options.journal is None:
