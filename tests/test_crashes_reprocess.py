@@ -562,3 +562,35 @@ def test_journal_in_a_missing_directory_is_refused(
     assert result.returncode == 1
     assert f"the directory {missing} does not exist" in result.stderr
     assert not (tmp_path / "no").exists() and crashstats.log == []
+
+
+def test_skip_refused_kill_9_after_a_refusal_then_resume(crashstats, crashstats_env, env, tmp_path):
+    """Killed while the rest of a chunk is resent after a refusal: the rerun keeps the refusal
+    from the journal, resends at most that chunk, and never sends the refused id again."""
+    ids = ids_of(crashstats, 150)  # 3 chunks of 50
+    bad = ids[60]
+    crashstats.reject_ids = {bad}
+    crashstats.hold_request = 3  # 1: chunk 1; 2: chunk 2 refused (400); 3: chunk 2's rest
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    full_env = {**env, **crashstats_env}
+    args = ["crashes.reprocess", "--host", crashstats.url, "--input", str(path), "--skip-refused"]
+    process = _popen(args, full_env, stdin=subprocess.DEVNULL)
+    assert crashstats.holding.wait(timeout=60), "the client never resent the refused chunk"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    crashstats.release.set()
+    for _ in range(200):  # the held handler finishes accepting chunk 2's rest (bounded wait)
+        if crashstats.distinct_accepted == 99:
+            break
+        time.sleep(0.05)
+    assert crashstats.distinct_accepted == 99
+    crashstats.hold_request = None
+    rerun = _popen(args, full_env, stdin=subprocess.DEVNULL)
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert "resuming from" in stderr
+    assert set(crashstats.accepted) == set(ids) - {bad} and bad not in crashstats.accepted
+    assert crashstats.resent <= 49  # at most the rest of the chunk that was in flight
+    assert "150/150 done" in stderr and "refused by the server: 1;" in stderr
+    assert f"refused by the server and left out: {bad}" in stderr
