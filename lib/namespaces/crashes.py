@@ -202,7 +202,8 @@ def fetch_ids(
     help={
         "url": "The Crash Stats search URL of the crashes to reprocess.",
         "reason": "Why they need reprocessing (goes into the bug's summary and text).",
-        "host": "Crash Stats base URL to count matches with (default: the URL's own host).",
+        "host": "Crash Stats base URL to count matches with (default: the URL's own host); "
+        "counting is anonymous: no token is ever sent.",
         "dry_run": "Show the bug that would be filed; file nothing (same as `invoke --dry`).",
     },
 )
