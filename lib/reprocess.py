@@ -63,6 +63,11 @@ class Journal:
             "CREATE TABLE IF NOT EXISTS chunks (last_seq INTEGER PRIMARY KEY, size INTEGER, "
             "accepted_at REAL)"
         )
+        # Ids the server refused with 400 and --skip-refused left out (seq: their input order).
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY, crash_id TEXT NOT NULL, "
+            "message TEXT)"
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -102,6 +107,36 @@ class Journal:
                 return
             after = rows[-1][0]
             yield after, [row[1] for row in rows]
+
+    def refused_seqs(self, first: int, last: int) -> set[int]:
+        """The seqs between `first` and `last` (included) recorded as refused."""
+        rows = self.db.execute(
+            "SELECT seq FROM refused WHERE seq BETWEEN ? AND ?", (first, last)
+        ).fetchall()
+        return {int(row[0]) for row in rows}
+
+    def refused_count(self, up_to: int | None = None) -> int:
+        """How many ids were recorded as refused (only those with seq <= `up_to` if given)."""
+        if up_to is None:
+            row = self.db.execute("SELECT COUNT(*) FROM refused").fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM refused WHERE seq <= ?", (up_to,)
+            ).fetchone()
+        return int(row[0])
+
+    def refused_ids(self, limit: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT crash_id FROM refused ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def mark_refused(self, refused: list[tuple[int, str]], message: str) -> None:
+        """Record ids the server refused (committed at once, before the rest is resent)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO refused (seq, crash_id, message) VALUES (?, ?, ?)",
+            [(seq, crash_id, message) for seq, crash_id in refused],
+        )
 
     def mark_accepted(self, last_seq: int, size: int) -> None:
         """Record one accepted chunk (committed at once: autocommit)."""
@@ -340,6 +375,7 @@ class Outcome:
     sent: int = 0
     chunks: int = 0
     failed: int = 0
+    refused: int = 0
     retries: int = 0
     error: str = ""
 
@@ -353,44 +389,99 @@ def submit(
     ruleset: str,
     progress: Progress,
     outcome: Outcome,
+    skip_refused: bool = False,
     sleeper: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Send every pending chunk, recording each accepted one; raises UserError on a hard stop."""
+    """Send every pending chunk, recording each accepted one; raises UserError on a hard stop.
+
+    With `skip_refused`, a 400 naming some of the chunk's ids records those as refused in the
+    journal and resends the rest of the chunk (each round drops at least one id, so it ends)."""
     from lib.crashstats import ApiError, RetriesExhausted
 
     journal = plan.journal
     first = True
-    for last_seq, ids in journal.pending_chunks(chunk_size):
+    for last_seq, chunk in journal.pending_chunks(chunk_size):
         if not first and sleep > 0:
             sleeper(sleep)
         first = False
-        values = [f"{crash_id}:{ruleset}" if ruleset else crash_id for crash_id in ids]
+        first_seq = last_seq - len(chunk) + 1  # seqs are dense: a chunk is a run of them
+        # Ids refused in an earlier run (killed before the chunk was accepted) stay out.
+        skipped = journal.refused_seqs(first_seq, last_seq)
+        pending = [
+            (first_seq + index, crash_id)
+            for index, crash_id in enumerate(chunk)
+            if first_seq + index not in skipped
+        ]
+        outcome.refused += len(skipped)
         try:
-            client.post(REPROCESSING_PATH, [("crash_ids", value) for value in values])
+            _send_chunk(client, journal, pending, ruleset, skip_refused, outcome)
         except ApiError as error:
+            ids = [crash_id for _, crash_id in pending]
             outcome.failed = len(ids)
-            if error.status == 403:
+            if error.status == 403 and "invalid" in error.message.lower():
+                outcome.error = (
+                    f"the Crash Stats token is not valid (HTTP 403: {error.message}); check "
+                    f"SOCORRO_REPROCESS_API_TOKEN (tokens expire; create one at "
+                    f"<host>/api/tokens/)"
+                )
+            elif error.status == 403:
                 outcome.error = (
                     f"this token lacks the Reprocess Crashes permission (HTTP 403: {error.message})"
                 )
             elif error.status == 400:
                 offending = [crash_id for crash_id in ids if crash_id in error.message]
                 shown = ", ".join(offending) if offending else f"{ids[0]} .. {ids[-1]}"
+                hint = (
+                    " (the server named no id of the chunk, so --skip-refused cannot help)"
+                    if skip_refused or not offending
+                    else "; rerun the same command with --skip-refused to leave the refused ids "
+                    "out and send the rest"
+                )
                 outcome.error = (
                     f"the server refused a chunk (HTTP 400: {error.message}); offending ids: "
-                    f"{shown}; nothing after it was sent"
+                    f"{shown}; nothing after it was sent{hint}"
                 )
             else:
                 outcome.error = f"the server answered HTTP {error.status}: {error.message}"
             raise UserError(outcome.error) from None
         except RetriesExhausted as error:
-            outcome.failed = len(ids)
+            outcome.failed = len(pending)
             outcome.error = f"{error}; rerun the same command to resume"
             raise UserError(outcome.error) from None
-        journal.mark_accepted(last_seq, len(ids))
-        outcome.sent += len(ids)
+        journal.mark_accepted(last_seq, len(chunk))
         outcome.chunks += 1
-        progress.advance(len(ids))
+        progress.advance(len(chunk))
+
+
+def _send_chunk(
+    client: object,
+    journal: Journal,
+    pending: list[tuple[int, str]],
+    ruleset: str,
+    skip_refused: bool,
+    outcome: Outcome,
+) -> None:
+    """POST one chunk; under `skip_refused`, drop the ids a 400 names and resend the rest."""
+    from lib.crashstats import ApiError
+
+    while pending:
+        values = [f"{crash_id}:{ruleset}" if ruleset else crash_id for _, crash_id in pending]
+        try:
+            client.post(REPROCESSING_PATH, [("crash_ids", value) for value in values])
+        except ApiError as error:
+            offending = [(seq, c) for seq, c in pending if c in error.message]
+            if not (skip_refused and error.status == 400 and offending):
+                raise
+            journal.mark_refused(offending, error.message)
+            outcome.refused += len(offending)
+            info(
+                f"refused by the server (HTTP 400: {error.message}): "
+                f"{', '.join(c for _, c in offending)}; sending the rest of the chunk"
+            )
+            pending = [item for item in pending if item not in offending]
+            continue
+        outcome.sent += len(pending)
+        return
 
 
 @dataclass
@@ -411,6 +502,7 @@ class Options:
     progress_terminal: bool
     progress_interval: float
     policy: object = None
+    skip_refused: bool = False
 
 
 def summary(outcome: Outcome, stats: SpoolStats | None) -> str:
@@ -419,9 +511,10 @@ def summary(outcome: Outcome, stats: SpoolStats | None) -> str:
     earlier = f" ({outcome.already:,} accepted by an earlier run)" if outcome.already else ""
     return (
         f"summary: {outcome.sent:,} ids sent and accepted in {outcome.chunks:,} chunks{earlier}; "
-        f"{outcome.already + outcome.sent:,}/{outcome.total:,} done; skipped invalid: {invalid:,}; "
-        f"duplicates dropped: {duplicates:,}; retries: {outcome.retries:,}; "
-        f"failed: {outcome.failed:,}"
+        f"{outcome.already + outcome.sent + outcome.refused:,}/{outcome.total:,} done; "
+        f"skipped invalid: {invalid:,}; "
+        f"duplicates dropped: {duplicates:,}; refused by the server: {outcome.refused:,}; "
+        f"retries: {outcome.retries:,}; failed: {outcome.failed:,}"
     )
 
 
@@ -456,25 +549,30 @@ def run(lines: Iterable[str], source: str, options: Options) -> Outcome:
     journal = plan.journal
     if not plan.temporary:
         _lock(plan)
-    outcome = Outcome(total=journal.total, already=journal.accepted_seq)
-    if outcome.already:
-        # seq values are dense (1..N), so the last accepted seq is the count accepted.
+    # seq values are dense (1..N), so the last accepted seq is the count handled so far.
+    position = journal.accepted_seq
+    refused_before = journal.refused_count(up_to=position) if position else 0
+    outcome = Outcome(
+        total=journal.total, already=position - refused_before, refused=refused_before
+    )
+    if position:
+        refused_note = f" ({refused_before:,} refused by the server)" if refused_before else ""
         info(
             f"resuming from {journal.path}: {outcome.already:,} of {outcome.total:,} ids were "
-            f"accepted by an earlier run"
+            f"accepted by an earlier run{refused_note}"
         )
     if plan.stats.duplicates:
         info(f"dropped {plan.stats.duplicates:,} duplicate ids")
     if options.dry_run:
         return _list_chunks(plan, options, outcome)
     info(
-        f"reprocessing {outcome.total - outcome.already:,} crash ids at {options.host} in chunks "
+        f"reprocessing {outcome.total - position:,} crash ids at {options.host} in chunks "
         f"of {options.chunk_size}, sleeping {options.sleep:g}s between chunks "
         f"(journal: {journal.path})"
     )
     progress = Progress(
         outcome.total,
-        outcome.already,
+        position,
         terminal=options.progress_terminal,
         interval=options.progress_interval,
     )
@@ -490,6 +588,7 @@ def run(lines: Iterable[str], source: str, options: Options) -> Outcome:
             ruleset=options.ruleset,
             progress=progress,
             outcome=outcome,
+            skip_refused=options.skip_refused,
         )
     except KeyboardInterrupt:
         progress.stop()
@@ -510,6 +609,10 @@ def run(lines: Iterable[str], source: str, options: Options) -> Outcome:
         client.close()
     progress.stop()
     outcome.retries = client.retries
+    if outcome.refused:
+        shown = journal.refused_ids(INVALID_SHOWN)
+        more = f" and {outcome.refused - len(shown):,} more" if outcome.refused > len(shown) else ""
+        info(f"refused by the server and left out: {', '.join(shown)}{more}")
     plan.discard()
     info(summary(outcome, plan.stats))
     return outcome
@@ -541,7 +644,7 @@ def _list_chunks(plan: Plan, options: Options, outcome: Outcome) -> Outcome:
     import sys
 
     first_chunk = plan.journal.accepted_chunks
-    pending = outcome.total - outcome.already
+    pending = outcome.total - plan.journal.accepted_seq
     count = -(-pending // options.chunk_size)
     suffix = f":{options.ruleset}" if options.ruleset else ""
     try:
@@ -556,7 +659,7 @@ def _list_chunks(plan: Plan, options: Options, outcome: Outcome) -> Outcome:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     info(
-        f"dry run: would send {outcome.total - outcome.already:,} ids in {count:,} chunks to "
+        f"dry run: would send {pending:,} ids in {count:,} chunks to "
         f"{options.host}{REPROCESSING_PATH}; nothing was sent"
     )
     if plan.temporary:

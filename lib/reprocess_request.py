@@ -28,9 +28,8 @@ def search_host(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def pinned_url(url: str, product: list[str], start: str, end: str) -> str:
-    """The search URL with the product and dates that were assumed made explicit, so that the
-    same crashes are found when the request is handled days later."""
+def assumed_filters(url: str, product: list[str], start: str, end: str) -> list[tuple[str, str]]:
+    """The filters the search URL leaves out and the defaults fill in (product, dates)."""
     parts = urlsplit(url.strip())
     keys = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
     added: list[tuple[str, str]] = []
@@ -38,6 +37,14 @@ def pinned_url(url: str, product: list[str], start: str, end: str) -> str:
         added += [("product", value) for value in product]
     if "date" not in keys:
         added += [("date", f">={start}"), ("date", f"<{end}")]
+    return added
+
+
+def pinned_url(url: str, product: list[str], start: str, end: str) -> str:
+    """The search URL with the product and dates that were assumed made explicit, so that the
+    same crashes are found when the request is handled days later."""
+    parts = urlsplit(url.strip())
+    added = assumed_filters(url, product, start, end)
     if not added:
         return url.strip()
     query = "&".join(part for part in (parts.query, urlencode(added)) if part)
@@ -81,6 +88,21 @@ def build_request(
     products = [value for key, value in query.params if key == "product"]
     when = now or dt.datetime.now(dt.UTC)
     start, end = format_when(query.start), format_when(query.end)
+    added = assumed_filters(url, products, start, end)
+    if added:
+        from lib.console import info
+
+        info(
+            "note: the URL does not say "
+            + " or ".join(dict.fromkeys(key for key, _ in added))
+            + "; added to it: "
+            + " ".join(f"{key}={value}" for key, value in added)
+        )
+    if total == 0:
+        raise UserError(
+            "the search matches no crash reports; nothing to reprocess, so no bug was filed "
+            "(check the URL's filters)"
+        )
     description = render(
         TEMPLATE,
         {

@@ -208,9 +208,11 @@ def fetch_ids(
     *,
     on_total: Callable[[int], None] | None = None,
     on_page: Callable[[int], None] | None = None,
+    reader_gone: Callable[[], bool] | None = None,
 ) -> FetchStats:
     """Emit up to `num` (None: all) matching crash ids, each once, bisecting the date window
-    whenever more than 10,000 are needed from one window."""
+    whenever more than 10,000 are needed from one window. Before each request `reader_gone` is
+    asked whether anyone still reads the ids; if not, BrokenPipeError stops the fetch."""
     from lib.crashstats import ApiError
 
     stats = FetchStats()
@@ -226,6 +228,8 @@ def fetch_ids(
             ("_results_offset", str(offset)),
             ("_results_number", str(number)),
         ]
+        if reader_gone is not None and reader_gone():
+            raise BrokenPipeError("the reader of the crash ids went away")
         stats.requests += 1
         try:
             answer = client.get(SUPERSEARCH_PATH, params)
@@ -330,6 +334,24 @@ def count_matches(client: object, query: Query) -> int:
     return int(answer.get("total") or 0)
 
 
+def _pipe_reader_gone(stream: object) -> bool:
+    """True when `stream` is a pipe whose reading end is closed (e.g. `| head -1` is done):
+    the next write would fail, so there is no point fetching more."""
+    import os
+    import select
+    import stat
+
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def run_fetch(
     host: str,
     query: Query,
@@ -376,7 +398,15 @@ def run_fetch(
         progress.advance(count)
 
     try:
-        stats = fetch_ids(client, query, num, emit, on_total=progress.set_total, on_page=flush)
+        stats = fetch_ids(
+            client,
+            query,
+            num,
+            emit,
+            on_total=progress.set_total,
+            on_page=flush,
+            reader_gone=lambda: _pipe_reader_gone(out),
+        )
         flush(0)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.

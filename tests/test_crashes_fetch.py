@@ -1,6 +1,7 @@
 """`invoke crashes.fetch-ids` end to end, and the query building behind it."""
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from urllib.parse import parse_qsl, quote
@@ -253,3 +254,56 @@ def test_rate_limited_search_is_waited_out(invoke, crashstats, crashstats_env):
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == expected(crashstats)
     assert crashstats.rate_limited > 0
+
+
+def test_url_on_another_host_is_noted_and_gets_no_token(invoke, crashstats, crashstats_env):
+    other = FakeCrashStats(crashes=dataset(2_000)).start()
+    try:
+        url = f"{other.url}/search/?signature={quote('=' + SIGNATURE)}&product=Firefox"
+        env = {**crashstats_env, "INVOKE_CRASHES_HOST": crashstats.url}
+        result = invoke("crashes.fetch-ids", "--url", url, "--num", "5", *WINDOW, extra_env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"note: --url names {other.url} but the search goes to {crashstats.url}" in (
+            result.stderr
+        )
+        assert len(result.stdout.split()) == 5
+        assert other.log == []  # the pasted link's host is never contacted, token or not
+        assert GOOD_TOKEN not in result.stderr
+    finally:
+        other.stop()
+
+
+def test_stops_fetching_once_the_reader_of_the_ids_is_gone(crashstats, crashstats_env, env):
+    """`fetch-ids ... | head -1`: once the pipe's reader has gone, no further page is fetched
+    (here the reader is gone before the first page; the run ends quietly with exit 0)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before fetch-ids writes anything
+    try:
+        process = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "invoke",
+                "--search-root",
+                str(PROJECT_ROOT),
+                "crashes.fetch-ids",
+                "--host",
+                crashstats.url,
+                "--signature",
+                SIGNATURE,
+                "--num",
+                "all",
+                *WINDOW,
+            ],
+            env={**env, **crashstats_env},
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert process.returncode == 0, process.stderr
+    assert "Traceback" not in process.stderr and "Broken pipe" not in process.stderr
+    assert crashstats.log == []  # not a single page fetched for nobody

@@ -441,6 +441,7 @@ def test_progress_bar_on_a_terminal(crashstats, crashstats_env, env):
 def test_journal_option_puts_the_journal_where_asked(invoke, crashstats, crashstats_env, tmp_path):
     ids = ids_of(crashstats, 100)
     journal = tmp_path / "state" / "run.journal"
+    journal.parent.mkdir()  # a journal's directory must exist (a typo is not created)
     crashstats.reject_ids = {ids[70]}
     args = ("--journal", str(journal), "--chunk-size", "50")
     result = reprocess(invoke, crashstats, crashstats_env, *args, input="\n".join(ids))
@@ -492,3 +493,104 @@ def test_restart_never_replaces_a_file_that_is_not_a_journal(
     result = reprocess(invoke, crashstats, crashstats_env, *args)
     assert result.returncode == 1 and "is not a journal of crashes.reprocess" in result.stderr
     assert other.read_bytes() == b"" and crashstats.reprocess_requests == 0
+
+
+def test_skip_refused_leaves_out_the_ids_a_400_names_and_sends_the_rest(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    ids = ids_of(crashstats, 200)
+    bad = {ids[120], ids[130]}  # two in the same chunk: the server names one at a time
+    crashstats.reject_ids = set(bad)
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    first = reprocess(invoke, crashstats, crashstats_env, "--input", str(path))
+    assert first.returncode == 1
+    assert "rerun the same command with --skip-refused" in first.stderr
+    assert set(crashstats.accepted) == set(ids[:100])
+    # The rerun keeps the journal: nothing accepted is sent again, the refused ids stay out.
+    second = reprocess(invoke, crashstats, crashstats_env, "--input", str(path), "--skip-refused")
+    assert second.returncode == 0, second.stderr
+    assert set(crashstats.accepted) == set(ids) - bad
+    assert crashstats.resent == 0 and not set(crashstats.accepted) & bad
+    assert "resuming from" in second.stderr
+    assert f"refused by the server and left out: {ids[120]}, {ids[130]}" in second.stderr
+    assert "100/200 done" not in second.stderr
+    assert "200/200 done" in second.stderr and "refused by the server: 2;" in second.stderr
+    no_secret(crashstats, first.stderr, second.stderr)
+
+
+def test_skip_refused_in_one_run_sends_every_other_id_once(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    ids = ids_of(crashstats, 150)
+    crashstats.reject_ids = {ids[10], ids[60]}
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    # Two chunks each with a refused id, in one run: the rest of each chunk goes through.
+    first = reprocess(invoke, crashstats, crashstats_env, "--input", str(path), "--skip-refused")
+    assert first.returncode == 0, first.stderr
+    assert set(crashstats.accepted) == set(ids) - {ids[10], ids[60]}
+    assert crashstats.resent == 0
+    assert "refused by the server: 2;" in first.stderr
+    assert "150/150 done" in first.stderr
+
+
+def test_input_that_is_a_directory_is_named_as_such(invoke, crashstats, crashstats_env, tmp_path):
+    result = reprocess(invoke, crashstats, crashstats_env, "--input", str(tmp_path))
+    assert result.returncode == 1
+    assert f"--input {tmp_path}: is a directory" in result.stderr
+    assert "no such file" not in result.stderr and crashstats.log == []
+
+
+def test_invalid_token_is_not_reported_as_a_missing_permission(invoke, crashstats, crashstats_env):
+    env = dict(crashstats_env, SOCORRO_REPROCESS_API_TOKEN="not-a-token-anymore-1234")
+    result = reprocess(invoke, crashstats, env, "--crash-id", ID)
+    assert result.returncode == 1
+    assert "the Crash Stats token is not valid (HTTP 403: Invalid API token)" in result.stderr
+    assert "lacks the Reprocess Crashes permission" not in result.stderr
+    assert "not-a-token-anymore-1234" not in result.stderr + result.stdout
+    assert not crashstats.accepted
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_journal_in_a_missing_directory_is_refused(
+    invoke, crashstats, crashstats_env, tmp_path, dry
+):
+    missing = tmp_path / "no" / "such" / "dir"
+    args = ["--crash-id", ID, "--journal", str(missing / "j")] + (["--dry-run"] if dry else [])
+    result = reprocess(invoke, crashstats, crashstats_env, *args)
+    assert result.returncode == 1
+    assert f"the directory {missing} does not exist" in result.stderr
+    assert not (tmp_path / "no").exists() and crashstats.log == []
+
+
+def test_skip_refused_kill_9_after_a_refusal_then_resume(crashstats, crashstats_env, env, tmp_path):
+    """Killed while the rest of a chunk is resent after a refusal: the rerun keeps the refusal
+    from the journal, resends at most that chunk, and never sends the refused id again."""
+    ids = ids_of(crashstats, 150)  # 3 chunks of 50
+    bad = ids[60]
+    crashstats.reject_ids = {bad}
+    crashstats.hold_request = 3  # 1: chunk 1; 2: chunk 2 refused (400); 3: chunk 2's rest
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    full_env = {**env, **crashstats_env}
+    args = ["crashes.reprocess", "--host", crashstats.url, "--input", str(path), "--skip-refused"]
+    process = _popen(args, full_env, stdin=subprocess.DEVNULL)
+    assert crashstats.holding.wait(timeout=60), "the client never resent the refused chunk"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    crashstats.release.set()
+    for _ in range(200):  # the held handler finishes accepting chunk 2's rest (bounded wait)
+        if crashstats.distinct_accepted == 99:
+            break
+        time.sleep(0.05)
+    assert crashstats.distinct_accepted == 99
+    crashstats.hold_request = None
+    rerun = _popen(args, full_env, stdin=subprocess.DEVNULL)
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert "resuming from" in stderr
+    assert set(crashstats.accepted) == set(ids) - {bad} and bad not in crashstats.accepted
+    assert crashstats.resent <= 49  # at most the rest of the chunk that was in flight
+    assert "150/150 done" in stderr and "refused by the server: 1;" in stderr
+    assert f"refused by the server and left out: {bad}" in stderr

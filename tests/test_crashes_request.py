@@ -67,11 +67,30 @@ def test_without_an_api_key_prints_the_prefilled_link(invoke, crashstats, fake_b
 
 
 def test_dates_and_product_assumed_are_pinned_in_the_bug(invoke, crashstats, fake_bugzilla):
-    url = f"{crashstats.url}/search/?signature={quote('=' + SIGNATURE)}"
+    dates = f"&date={quote('>=2026-11-01')}&date={quote('<2026-11-04')}"
+    url = f"{crashstats.url}/search/?signature={quote('=' + SIGNATURE)}{dates}"
     result = request(invoke, fake_bugzilla, "--url", url, "--reason", "r", "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "product=Firefox" in result.stdout and "date=%3E%3D" in result.stdout
+    assert "product=Firefox" in result.stdout and url in result.stdout
+    assert "note: the URL does not say product; added to it: product=Firefox" in result.stderr
     assert fake_bugzilla.writes() == []
+
+
+@pytest.mark.parametrize("key", [KEY, None])
+def test_a_search_matching_nothing_files_nothing(invoke, crashstats, fake_bugzilla, key):
+    # No product and no date in the URL: Firefox and yesterday are assumed, and the data set
+    # has no crash yesterday. The note names the added filters; nothing is filed or linked.
+    url = f"{crashstats.url}/search/?signature={quote('=' + SIGNATURE)}"
+    result = request(invoke, fake_bugzilla, "--url", url, "--reason", "r", key=key)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "the search matches no crash reports" in result.stderr
+    assert "note: the URL does not say product or date; added to it: product=Firefox " in (
+        result.stderr
+    )
+    assert "date=>=" in result.stderr and "date=<" in result.stderr
+    assert fake_bugzilla.writes() == []
+    assert [e.path for e in crashstats.log] == ["/api/SuperSearch/"]
 
 
 @pytest.mark.parametrize(
@@ -131,3 +150,30 @@ def test_summary_is_cut_to_bugzillas_limit_and_url_pinning():
     assert "product=Firefox" in pinned and "date=%3E%3D2026-11-01" in pinned
     full = "https://cs/search/?product=Fenix&date=%3E%3D2026-10-01"
     assert pinned_url(full, ["Fenix"], "a", "b") == full
+
+
+@pytest.fixture
+def other_crashstats():
+    """A second Crash Stats host: the one a pasted link names, not the configured one."""
+    from tests.fake_crashstats import FakeCrashStats, dataset
+
+    fake = FakeCrashStats(crashes=dataset(2_000)).start()
+    yield fake
+    fake.stop()
+
+
+def sent_token(fake):
+    return [e for e in fake.log if any(k.lower() == "auth-token" for k in e.headers)]
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_the_token_never_goes_to_the_host_of_a_pasted_url(
+    invoke, crashstats, other_crashstats, fake_bugzilla, crashstats_env, dry
+):
+    env = {**crashstats_env, "INVOKE_CRASHES_HOST": crashstats.url}
+    args = ("--url", search_url(other_crashstats), "--reason", "leak?")
+    result = request(invoke, fake_bugzilla, *args, *(["--dry-run"] if dry else []), extra=env)
+    assert result.returncode == 0, result.stderr
+    assert "2,000 crash reports match" in result.stderr  # counted anonymously
+    assert other_crashstats.log and sent_token(other_crashstats) == []
+    assert sent_token(crashstats) == []

@@ -56,6 +56,8 @@ def _progress_on_terminal():
         "sleep": "Seconds to sleep between chunks (default: crashes.sleep, 1).",
         "allow_many": "Required to send more than 10,000 ids (tell the Crash Stats team first).",
         "skip_invalid": "Leave invalid lines out instead of refusing the whole input.",
+        "skip_refused": "When the server refuses a chunk (HTTP 400) naming some of its ids, "
+        "record those as refused and send the rest of the chunk, then go on.",
         "restart": "Discard an existing journal for this input and start from the first chunk.",
         "host": "Crash Stats base URL (default: crashes.host).",
         "dry_run": "List the chunks that would be sent; send nothing (same as `invoke --dry`).",
@@ -71,6 +73,7 @@ def reprocess(
     sleep=None,
     allow_many=False,
     skip_invalid=False,
+    skip_refused=False,
     restart=False,
     host=None,
     dry_run=False,
@@ -86,6 +89,12 @@ def reprocess(
     ids = list(crash_id or [])
     if ids and input:
         raise UserError("give --crash-id or --input, not both")
+    if journal:
+        parent = resolve_path(journal).parent
+        if not parent.is_dir():
+            raise UserError(
+                f"--journal {journal}: the directory {parent} does not exist (create it first)"
+            )
     options = Options(
         host=_host(c, host),
         ruleset=(ruleset or "").strip(),
@@ -98,6 +107,7 @@ def reprocess(
         ),
         allow_many=bool(allow_many),
         skip_invalid=bool(skip_invalid),
+        skip_refused=bool(skip_refused),
         restart=bool(restart),
         dry_run=is_dry(c, dry_run),
         cache_dir=default_cache_dir(setting(c, "crashes.cache_dir")),
@@ -111,6 +121,8 @@ def reprocess(
         return run(ids, "--crash-id", options)
     if input and input != "-":
         path = resolve_path(input)
+        if path.is_dir():
+            raise UserError(f"--input {input}: is a directory, not a file of crash ids")
         if not path.is_file():
             raise UserError(f"--input {input}: no such file")
         if options.journal is None:
@@ -160,8 +172,22 @@ def fetch_ids(
         product=product,
         date=date,
     )
+    base = _host(c, host)
+    if url:
+        from lib.console import info
+        from lib.reprocess_request import search_host
+
+        url_host = search_host(url)
+        if url_host.lower() != base.lower():
+            # The token only ever goes to crashes.host or an explicit --host, never to a host
+            # taken from a pasted link, so the URL's host is not searched on its own.
+            info(
+                f"note: --url names {url_host} but the search goes to {base} "
+                f"({'--host' if host else 'crashes.host'}); give --host {url_host} to search "
+                f"there instead (the Crash Stats token would then be sent to it)"
+            )
     run_fetch(
-        _host(c, host),
+        base,
         query,
         parse_num(num),
         env_file=setting(c, "crashes.env_file") or None,
@@ -176,7 +202,8 @@ def fetch_ids(
     help={
         "url": "The Crash Stats search URL of the crashes to reprocess.",
         "reason": "Why they need reprocessing (goes into the bug's summary and text).",
-        "host": "Crash Stats base URL to count matches with (default: the URL's own host).",
+        "host": "Crash Stats base URL to count matches with (default: the URL's own host); "
+        "counting is anonymous: no token is ever sent.",
         "dry_run": "Show the bug that would be filed; file nothing (same as `invoke --dry`).",
     },
 )
@@ -184,13 +211,15 @@ def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
     """File a bug asking for the crashes of a search to be reprocessed (for non-admins)."""
     from lib.bugzilla import api_key_from_environment, client_from_config, enter_bug_url
     from lib.console import info
-    from lib.crashstats import CrashStatsClient, find_token
+    from lib.crashstats import CrashStatsClient
     from lib.reprocess_request import build_request, search_host
 
     if not url:
         raise UserError("--url is required: the Crash Stats search URL of the crashes")
     base = _host(c, host or search_host(url))
-    client = CrashStatsClient(base, find_token(setting(c, "crashes.env_file") or None))
+    # Anonymous on purpose: counting needs no token, and the host comes from a pasted URL, so
+    # sending one would hand an admin's reprocessing token to whatever host the link names.
+    client = CrashStatsClient(base, None)
     client.policy = _policy(c)
     try:
         request = build_request(client, url, reason, template_dir=setting(c, "templates.dir"))
