@@ -535,3 +535,33 @@ def test_dry_run_needs_no_api_key(deploy):
     assert result.returncode == 0, result.stderr
     assert f"would send: PUT {deploy.bz.url.rstrip('/')}/bug/{deploy.bug}" in result.stderr
     deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
+
+
+def test_the_releng_tasks_checkout_itself_is_refused(deploy):
+    from tests.deploy_fixtures import PROJECT_ROOT
+
+    before = git(PROJECT_ROOT, "tag", "-l").split()
+    for task in ("deploy.tag", "deploy.finish"):
+        result = deploy.run(
+            task, "101", "--yes" if task == "deploy.tag" else "--force", "--repo", str(PROJECT_ROOT)
+        )
+        assert result.returncode != 0
+        assert "releng-tasks checkout itself" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+    deploy.assert_nothing_changed(result)
+    assert git(PROJECT_ROOT, "tag", "-l").split() == before
+
+
+def test_thousands_of_commits_tag_message_goes_on_stdin(deploy):
+    # 2,000 commits: a tag message over 128 KiB, too long for one process argument.
+    deploy.repo.many_commits(2000, "bug 400000: a change with a fairly long summary line {n}")
+    deploy.repo.push("main")
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.assert_complete()
+    message = deploy.repo.git("tag", "-l", "--format=%(contents)", "101")
+    assert len(message) > 128 * 1024
+    assert "a fairly long summary line 2000" in message
+    (comment,) = deploy.show_comments()
+    assert len(comment) <= 65_535

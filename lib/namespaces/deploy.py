@@ -94,6 +94,9 @@ def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
     dry = is_dry(c, dry_run)
     name = deploy_steps.checked_tag_name(c, nnn)
     git = deploy_steps.open_service_repo(c, repo, echo=dry)
+    from lib.deploy import refuse_own_checkout
+
+    refuse_own_checkout(git)
     client = deploy_steps.bugzilla_client(c, dry=dry, need_key=False)
     plan = deploy_steps.plan_tag(c, git, name, bug_id=bug, head=head, client=client, dry=dry)
     for line in deploy_steps.describe_plan(plan):
@@ -183,6 +186,9 @@ def finish_(c, nnn, note=None, force=False, repo=None, bug=None, dry_run=False):
     dry = is_dry(c, dry_run)
     name = deploy_steps.checked_tag_name(c, nnn)
     git = deploy_steps.open_service_repo(c, repo, echo=dry)
+    from lib.deploy import refuse_own_checkout
+
+    refuse_own_checkout(git)
     print(
         deploy_steps.finish(c, git, name, notes=list(note or []), force=force, bug_id=bug, dry=dry)
     )
