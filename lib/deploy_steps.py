@@ -657,12 +657,48 @@ def change_lines(message: str) -> list[str]:
     return [line for line in lines if line.strip() and not line.startswith("Deploy bug:")]
 
 
+def closing_comment(c: Any, values: dict[str, Any], changes: list[str]) -> str:
+    """The rendered closing comment, its change list cut (with "... and N more; see <link>") so
+    that it fits Bugzilla's comment limit."""
+    from lib.render import render_config
+    from lib.tagging import MAX_COMMENT_LENGTH
+
+    link = f"https://github.com/{values['github_repo']}/releases/tag/{values['tag']}"
+
+    def render(shown: int) -> str:
+        context = {
+            **values,
+            "changes": changes[:shown],
+            "more": len(changes) - shown,
+            "more_link": link,
+        }
+        return render_config(c, "deploy_finished.md.j2", context).strip()
+
+    text = render(len(changes))
+    if len(text) <= MAX_COMMENT_LENGTH:
+        return text
+    low, high = 0, len(changes)  # render(low) is assumed to fit; render(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(render(middle)) <= MAX_COMMENT_LENGTH:
+            low = middle
+        else:
+            high = middle
+    text = render(low)
+    if len(text) > MAX_COMMENT_LENGTH:
+        raise UserError(
+            f"the closing comment is {len(text):,} characters even without the change list, "
+            f"over Bugzilla's {MAX_COMMENT_LENGTH:,}; shorten the --note values"
+        )
+    info(f"the closing comment lists {low} of {len(changes)} changes to fit Bugzilla's limit")
+    return text
+
+
 def finish(
     c: Any, repo: GitRepo, tag: str, *, notes: list[str], force: bool, bug_id: Any, dry: bool
 ) -> str:
     """Post the closing comment and mark the deploy bug RESOLVED FIXED; returns what happened."""
     from lib import dockerflow
-    from lib.render import render_config
     from lib.tagging import local_tag
 
     remote = str(setting(c, "deploy.remote"))
@@ -697,9 +733,8 @@ def finish(
     if not live:
         info(f"warning: prod serves {served.describe()}, not {tag}; closing anyway (--force)")
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    comment = render_config(
+    comment = closing_comment(
         c,
-        "deploy_finished.md.j2",
         {
             "tag": tag,
             "commit": commit,
@@ -708,11 +743,21 @@ def finish(
             "live": live,
             "forced": force and not live,
             "when": when,
-            "changes": change_lines(local.message) if local and local.annotated else [],
             "notes": [n for n in notes if n.strip()],
             "github_repo": str(setting(c, "deploy.github_repo")),
         },
-    ).strip()
+        change_lines(local.message) if local and local.annotated else [],
+    )
+    if not dry:
+        # Re-read the bug just before closing it: someone may have resolved it meanwhile.
+        fresh = client.get_bug(number)
+        if not _is_open(fresh):
+            if fresh.get("resolution") == "FIXED":
+                return f"bug {number} is already {_status_text(fresh)}; nothing to do"
+            raise UserError(
+                f"bug {number} is {_status_text(fresh)}, not FIXED; reopen it first if {tag} "
+                f"went out"
+            )
     client.resolve_fixed(number, comment)
     if dry:
         return f"dry-run: bug {number} would get the closing comment and RESOLVED FIXED"

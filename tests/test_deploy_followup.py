@@ -4,6 +4,7 @@ real repository, the fake Bugzilla and fake Dockerflow prod and stage hosts."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -295,3 +296,42 @@ def test_the_whole_deploy_from_prepare_to_finish(deploy):
     deploy.stage.serve(commit_of(deploy), "main")
     report = json.loads(deploy.run("deploy.status", "101", "--json").stdout)
     assert report["complete"] is True and report["bug"] == bug
+
+
+def test_finish_of_a_large_deploy_cuts_the_change_list_to_fit(deploy):
+    deploy.repo.many_commits(1000, "bug 500000: a change of a large deploy, number {n}")
+    deploy.repo.push("main")
+    tagged = deploy.run("deploy.tag", "101", "--yes")
+    assert tagged.returncode == 0, tagged.stderr
+    deploy.prod.serve(commit_of(deploy), "101")
+    result = deploy.run("deploy.finish", "101", "--note", "went fine")
+    assert result.returncode == 0, result.stderr
+    assert "of 1003 changes to fit" in result.stderr
+    bug = deploy.bz.bug(deploy.bug)
+    assert (bug["status"], bug["resolution"]) == ("RESOLVED", "FIXED")
+    closing = deploy.bz.comments(deploy.bug)[-1]["text"]
+    assert 60_000 < len(closing) <= 65_535
+    more = re.search(r"^\* \.\.\. and (\d+) more; see (\S+)$", closing, re.MULTILINE)
+    assert more, closing[-500:]
+    assert more.group(2) == "https://github.com/mozilla-services/socorro/releases/tag/101"
+    listed = [line for line in closing.splitlines() if "a change of a large deploy" in line]
+    assert len(listed) + int(more.group(1)) == 1000
+    assert closing.rstrip().endswith("* went fine")
+
+
+@pytest.mark.parametrize("resolution", ["WONTFIX", "DUPLICATE"])
+@pytest.mark.parametrize("explicit", [False, True])
+def test_finish_refuses_a_bug_resolved_otherwise_by_number_or_summary(tagged, resolution, explicit):
+    tagged.prod.serve(commit_of(tagged), "101")
+    fields = {"dupe_of": 1} if resolution == "DUPLICATE" else {}
+    tagged.bz.act_as("releng@mozilla.com").update(
+        tagged.bug, status="RESOLVED", resolution=resolution, **fields
+    )
+    writes = tagged.writes()
+    args = ("--bug", str(tagged.bug)) if explicit else ()
+    result = tagged.run("deploy.finish", "101", *args)
+    assert result.returncode != 0
+    assert f"is RESOLVED {resolution}, not FIXED" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert tagged.writes() == writes
+    assert tagged.bz.bug(tagged.bug)["resolution"] == resolution
