@@ -7,10 +7,12 @@ after a failure at any point and does only what is left, never anything twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +106,39 @@ def open_service_repo(c: Any, repo: str | None, *, echo: bool = False) -> GitRep
     git = open_repo(path)
     git.echo = echo
     return git
+
+
+LOCK_FILE = "releng-deploy.lock"
+
+
+@contextlib.contextmanager
+def repository_lock(repo: GitRepo, task: str) -> Iterator[None]:
+    """Hold an exclusive lock on the repository (a file in its git directory) while a deploy
+    task changes things, so two deploy.tag/deploy.finish runs cannot do their steps at once
+    (both would post the same comment). Refused at once, never waited for, when held."""
+    import fcntl
+
+    common = repo.read("rev-parse", "--git-common-dir").strip()  # (relative to the work tree)
+    directory = os.path.join(repo.path, common)  # shared by every worktree of the repository
+    path = os.path.join(os.path.normpath(directory), LOCK_FILE)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held across the yield)
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another deploy task"
+            raise UserError(
+                f"another deploy task is running on this repository ({holder}; lock {path}); "
+                f"wait for it to end, then rerun {task}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{task}, process {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # (closing releases the lock)
 
 
 def checked_tag_name(c: Any, value: str | None) -> str:
@@ -460,6 +495,13 @@ def run_tag(
         except UserError as exc:
             if dry:
                 raise
+            if "may or may not have been applied" in exc.reason:
+                # A rerun now would not see the comment yet and post it a second time.
+                raise UserError(
+                    f"{exc.reason.split(':', 1)[0]}: the `git show {tag}` comment may still be "
+                    f"posted; wait until Bugzilla has answered (a few minutes) and look for it "
+                    f"on {plan.bug_url} before rerunning `invoke deploy.tag {tag}`"
+                ) from None
             raise UserError(
                 f"{exc.reason}; tag {tag} is made and pushed, so rerun `invoke deploy.tag {tag}` "
                 f"to post the comment"
