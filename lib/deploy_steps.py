@@ -245,7 +245,7 @@ def _check_existing_tag(repo: GitRepo, plan: TagPlan, *, full: bool = True) -> N
             f"--head {local.commit_sha[:7]} to resume with it, or {hint}"
         )
     if not local.annotated or not local.signed:
-        kind = "a lightweight tag" if not local.annotated else "an unsigned annotated tag"
+        kind = "as a lightweight tag" if not local.annotated else "as an unsigned annotated tag"
         raise UserError(f"{who} {kind}; {hint}")
     if not full:
         return
@@ -545,7 +545,8 @@ def deploy_status(
     bug = None
     client = None
     try:
-        client = bugzilla_client(c, dry=True, need_key=False)
+        # Read-only; in dry-run mode (which prints each request) only under a real dry run.
+        client = bugzilla_client(c, dry=echo, need_key=False)
         bug = find_deploy_bug(c, client, tag, bug_id, require_open=False)
         if bug is None:
             steps.append(Step("bug_filed", "deploy bug filed", False, "no bug with the summary"))
@@ -809,14 +810,16 @@ def finish(
 # -- deploy.watch ----------------------------------------------------------------------------------
 
 
-def _seconds(value: Any, name: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"--{name} must be a number of seconds (got {value!r})") from None
+def _seconds(c: Any, key: str, flag: str, value: Any) -> float:
+    """A positive number of seconds from `flag` (when given) or the config `key`; the error names
+    whichever the value came from."""
+    from lib.settings import number
+
+    name = flag if value is not None else key
+    seconds = number(c, key, value=value, flag=name)
     if not seconds > 0:
-        raise UserError(f"--{name} must be more than 0 seconds (got {value!r})")
-    return seconds
+        raise UserError(f"{name} must be more than 0 seconds (got {seconds:g})")
+    return float(seconds)
 
 
 def watch(
@@ -834,17 +837,14 @@ def watch(
 
     if env not in ("prod", "stage"):
         raise UserError(f"--env must be prod or stage (got {env!r})")
-    timeout_s = _seconds(
-        timeout if timeout is not None else setting(c, "deploy.watch_timeout"), "timeout"
-    )
-    interval_s = _seconds(
-        interval if interval is not None else setting(c, "deploy.watch_interval"), "interval"
-    )
+    timeout_s = _seconds(c, "deploy.watch_timeout", "--timeout", timeout)
+    interval_s = _seconds(c, "deploy.watch_interval", "--interval", interval)
+    interval_s = min(interval_s, timeout_s)  # (a longer interval would never poll twice)
+    base = dockerflow.checked_base_url(str(setting(c, f"deploy.{env}_url")), f"deploy.{env}_url")
     remote = str(setting(c, "deploy.remote"))
     commit = tag_commit(repo, remote, tag)
     if commit is None:
         raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")
-    base = str(setting(c, f"deploy.{env}_url"))
     heartbeat = dockerflow.fetch_heartbeat(base, echo=echo)
     info(
         f"watching {base}/__version__ for {tag} ({commit[:7]}), every {interval_s:g}s for up to "
@@ -867,6 +867,13 @@ def watch(
     heartbeat = dockerflow.fetch_heartbeat(base, echo=echo)
     if result.live:
         extra = "" if result.last.commit == commit else f" ({result.last.commit[:7]} contains it)"
+        if not heartbeat.ok:
+            raise UserError(
+                f"{env} serves {tag} ({commit[:7]}){extra}, but its heartbeat fails "
+                f"({base}/__heartbeat__: {heartbeat.detail}); check the service before "
+                f"finishing the deploy",
+                code=3,
+            )
         nxt = f"; next: invoke deploy.finish {tag}" if env == "prod" else ""
         return f"{env} serves {tag} ({commit[:7]}){extra}; heartbeat: {heartbeat.detail}{nxt}"
     raise UserError(

@@ -339,8 +339,14 @@ REFUSALS = {
         lambda d, t: d.repo.git("tag", "-s", "-m", "x", "101", "HEAD~1"),
         "already exists on",
     ),
-    "lightweight tag": (lambda d, t: d.repo.git("tag", "101"), "lightweight"),
-    "unsigned tag": (lambda d, t: d.repo.git("tag", "-a", "-m", "x", "101"), "unsigned"),
+    "lightweight tag": (
+        lambda d, t: d.repo.git("tag", "101"),
+        "tag 101 already exists as a lightweight tag;",
+    ),
+    "unsigned tag": (
+        lambda d, t: d.repo.git("tag", "-a", "-m", "x", "101"),
+        "already exists as an unsigned annotated tag;",
+    ),
     "remote has a different tag": (
         lambda d, t: d.repo.remote_git("tag", "101", d.repo.head("main~2")),
         "has a different tag 101",

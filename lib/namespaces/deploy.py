@@ -165,9 +165,17 @@ def watch_(c, nnn, env="prod", timeout=None, interval=None, repo=None):
     name = deploy_steps.checked_tag_name(c, nnn)
     dry = is_dry(c)  # (watch changes nothing; under --dry it prints its git commands and GETs)
     git = deploy_steps.open_service_repo(c, repo, echo=dry)
-    message = deploy_steps.watch(
-        c, git, name, env=env, timeout=timeout, interval=interval, echo=dry
-    )
+    from lib.errors import UserError
+
+    try:
+        message = deploy_steps.watch(
+            c, git, name, env=env, timeout=timeout, interval=interval, echo=dry
+        )
+    except KeyboardInterrupt:
+        raise UserError(
+            f"deploy.watch {name} was interrupted; nothing was changed, rerun it to watch again",
+            code=130,
+        ) from None
     print(message)
 
 
