@@ -7,10 +7,12 @@ after a failure at any point and does only what is left, never anything twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +106,39 @@ def open_service_repo(c: Any, repo: str | None, *, echo: bool = False) -> GitRep
     git = open_repo(path)
     git.echo = echo
     return git
+
+
+LOCK_FILE = "releng-deploy.lock"
+
+
+@contextlib.contextmanager
+def repository_lock(repo: GitRepo, task: str) -> Iterator[None]:
+    """Hold an exclusive lock on the repository (a file in its git directory) while a deploy
+    task changes things, so two deploy.tag/deploy.finish runs cannot do their steps at once
+    (both would post the same comment). Refused at once, never waited for, when held."""
+    import fcntl
+
+    common = repo.read("rev-parse", "--git-common-dir").strip()  # (relative to the work tree)
+    directory = os.path.join(repo.path, common)  # shared by every worktree of the repository
+    path = os.path.join(os.path.normpath(directory), LOCK_FILE)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held across the yield)
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another deploy task"
+            raise UserError(
+                f"another deploy task is running on this repository ({holder}; lock {path}); "
+                f"wait for it to end, then rerun {task}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{task}, process {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # (closing releases the lock)
 
 
 def checked_tag_name(c: Any, value: str | None) -> str:
@@ -210,7 +245,7 @@ def _check_existing_tag(repo: GitRepo, plan: TagPlan, *, full: bool = True) -> N
             f"--head {local.commit_sha[:7]} to resume with it, or {hint}"
         )
     if not local.annotated or not local.signed:
-        kind = "a lightweight tag" if not local.annotated else "an unsigned annotated tag"
+        kind = "as a lightweight tag" if not local.annotated else "as an unsigned annotated tag"
         raise UserError(f"{who} {kind}; {hint}")
     if not full:
         return
@@ -460,6 +495,13 @@ def run_tag(
         except UserError as exc:
             if dry:
                 raise
+            if "may or may not have been applied" in exc.reason:
+                # A rerun now would not see the comment yet and post it a second time.
+                raise UserError(
+                    f"{exc.reason.split(':', 1)[0]}: the `git show {tag}` comment may still be "
+                    f"posted; wait until Bugzilla has answered (a few minutes) and look for it "
+                    f"on {plan.bug_url} before rerunning `invoke deploy.tag {tag}`"
+                ) from None
             raise UserError(
                 f"{exc.reason}; tag {tag} is made and pushed, so rerun `invoke deploy.tag {tag}` "
                 f"to post the comment"
@@ -503,7 +545,8 @@ def deploy_status(
     bug = None
     client = None
     try:
-        client = bugzilla_client(c, dry=True, need_key=False)
+        # Read-only; in dry-run mode (which prints each request) only under a real dry run.
+        client = bugzilla_client(c, dry=echo, need_key=False)
         bug = find_deploy_bug(c, client, tag, bug_id, require_open=False)
         if bug is None:
             steps.append(Step("bug_filed", "deploy bug filed", False, "no bug with the summary"))
@@ -657,12 +700,48 @@ def change_lines(message: str) -> list[str]:
     return [line for line in lines if line.strip() and not line.startswith("Deploy bug:")]
 
 
+def closing_comment(c: Any, values: dict[str, Any], changes: list[str]) -> str:
+    """The rendered closing comment, its change list cut (with "... and N more; see <link>") so
+    that it fits Bugzilla's comment limit."""
+    from lib.render import render_config
+    from lib.tagging import MAX_COMMENT_LENGTH
+
+    link = f"https://github.com/{values['github_repo']}/releases/tag/{values['tag']}"
+
+    def render(shown: int) -> str:
+        context = {
+            **values,
+            "changes": changes[:shown],
+            "more": len(changes) - shown,
+            "more_link": link,
+        }
+        return render_config(c, "deploy_finished.md.j2", context).strip()
+
+    text = render(len(changes))
+    if len(text) <= MAX_COMMENT_LENGTH:
+        return text
+    low, high = 0, len(changes)  # render(low) is assumed to fit; render(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(render(middle)) <= MAX_COMMENT_LENGTH:
+            low = middle
+        else:
+            high = middle
+    text = render(low)
+    if len(text) > MAX_COMMENT_LENGTH:
+        raise UserError(
+            f"the closing comment is {len(text):,} characters even without the change list, "
+            f"over Bugzilla's {MAX_COMMENT_LENGTH:,}; shorten the --note values"
+        )
+    info(f"the closing comment lists {low} of {len(changes)} changes to fit Bugzilla's limit")
+    return text
+
+
 def finish(
     c: Any, repo: GitRepo, tag: str, *, notes: list[str], force: bool, bug_id: Any, dry: bool
 ) -> str:
     """Post the closing comment and mark the deploy bug RESOLVED FIXED; returns what happened."""
     from lib import dockerflow
-    from lib.render import render_config
     from lib.tagging import local_tag
 
     remote = str(setting(c, "deploy.remote"))
@@ -697,9 +776,8 @@ def finish(
     if not live:
         info(f"warning: prod serves {served.describe()}, not {tag}; closing anyway (--force)")
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    comment = render_config(
+    comment = closing_comment(
         c,
-        "deploy_finished.md.j2",
         {
             "tag": tag,
             "commit": commit,
@@ -708,11 +786,21 @@ def finish(
             "live": live,
             "forced": force and not live,
             "when": when,
-            "changes": change_lines(local.message) if local and local.annotated else [],
             "notes": [n for n in notes if n.strip()],
             "github_repo": str(setting(c, "deploy.github_repo")),
         },
-    ).strip()
+        change_lines(local.message) if local and local.annotated else [],
+    )
+    if not dry:
+        # Re-read the bug just before closing it: someone may have resolved it meanwhile.
+        fresh = client.get_bug(number)
+        if not _is_open(fresh):
+            if fresh.get("resolution") == "FIXED":
+                return f"bug {number} is already {_status_text(fresh)}; nothing to do"
+            raise UserError(
+                f"bug {number} is {_status_text(fresh)}, not FIXED; reopen it first if {tag} "
+                f"went out"
+            )
     client.resolve_fixed(number, comment)
     if dry:
         return f"dry-run: bug {number} would get the closing comment and RESOLVED FIXED"
@@ -722,14 +810,16 @@ def finish(
 # -- deploy.watch ----------------------------------------------------------------------------------
 
 
-def _seconds(value: Any, name: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"--{name} must be a number of seconds (got {value!r})") from None
+def _seconds(c: Any, key: str, flag: str, value: Any) -> float:
+    """A positive number of seconds from `flag` (when given) or the config `key`; the error names
+    whichever the value came from."""
+    from lib.settings import number
+
+    name = flag if value is not None else key
+    seconds = number(c, key, value=value, flag=name)
     if not seconds > 0:
-        raise UserError(f"--{name} must be more than 0 seconds (got {value!r})")
-    return seconds
+        raise UserError(f"{name} must be more than 0 seconds (got {seconds:g})")
+    return float(seconds)
 
 
 def watch(
@@ -747,17 +837,14 @@ def watch(
 
     if env not in ("prod", "stage"):
         raise UserError(f"--env must be prod or stage (got {env!r})")
-    timeout_s = _seconds(
-        timeout if timeout is not None else setting(c, "deploy.watch_timeout"), "timeout"
-    )
-    interval_s = _seconds(
-        interval if interval is not None else setting(c, "deploy.watch_interval"), "interval"
-    )
+    timeout_s = _seconds(c, "deploy.watch_timeout", "--timeout", timeout)
+    interval_s = _seconds(c, "deploy.watch_interval", "--interval", interval)
+    interval_s = min(interval_s, timeout_s)  # (a longer interval would never poll twice)
+    base = dockerflow.checked_base_url(str(setting(c, f"deploy.{env}_url")), f"deploy.{env}_url")
     remote = str(setting(c, "deploy.remote"))
     commit = tag_commit(repo, remote, tag)
     if commit is None:
         raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")
-    base = str(setting(c, f"deploy.{env}_url"))
     heartbeat = dockerflow.fetch_heartbeat(base, echo=echo)
     info(
         f"watching {base}/__version__ for {tag} ({commit[:7]}), every {interval_s:g}s for up to "
@@ -780,6 +867,13 @@ def watch(
     heartbeat = dockerflow.fetch_heartbeat(base, echo=echo)
     if result.live:
         extra = "" if result.last.commit == commit else f" ({result.last.commit[:7]} contains it)"
+        if not heartbeat.ok:
+            raise UserError(
+                f"{env} serves {tag} ({commit[:7]}){extra}, but its heartbeat fails "
+                f"({base}/__heartbeat__: {heartbeat.detail}); check the service before "
+                f"finishing the deploy",
+                code=3,
+            )
         nxt = f"; next: invoke deploy.finish {tag}" if env == "prod" else ""
         return f"{env} serves {tag} ({commit[:7]}){extra}; heartbeat: {heartbeat.detail}{nxt}"
     raise UserError(

@@ -47,6 +47,22 @@ def _session() -> Any:
     return session
 
 
+def checked_base_url(url: str, key: str) -> str:
+    """`url` if it is an http(s) URL with a host, else a UserError naming the setting `key`."""
+    from urllib.parse import urlsplit
+
+    from lib.errors import UserError
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise UserError(f"{key} must be an http:// or https:// URL with a host (got {url!r})")
+    return url.strip()
+
+
 def _url(base: str, path: str) -> str:
     return base.rstrip("/") + path
 

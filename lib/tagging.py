@@ -140,7 +140,8 @@ def verify_failure(repo: GitRepo, name: str) -> str:
 def create_signed_tag(repo: GitRepo, name: str, commit: str, message: str, *, dry: bool) -> None:
     """`git tag -s` (annotated, signed with the user's git configuration); never overwrites."""
     try:
-        repo.write("tag", "-s", "-m", message, name, commit, dry=dry)
+        # The message goes on stdin: thousands of commits exceed the argument length limit.
+        repo.write("tag", "-s", "-F", "-", name, commit, dry=dry, input=message)
     except UserError as exc:
         raise UserError(
             f"creating the signed tag {name} failed ({exc.reason.split(': ', 1)[-1]}); nothing "

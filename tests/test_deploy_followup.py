@@ -4,6 +4,7 @@ real repository, the fake Bugzilla and fake Dockerflow prod and stage hosts."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_watch_stage_accepts_a_later_commit_that_contains_the_tag(tagged):
     "args, message",
     [
         (("--env", "dev"), "--env must be prod or stage"),
-        (("--timeout", "soon"), "--timeout must be a number of seconds"),
+        (("--timeout", "soon"), "--timeout must be a number (got 'soon')"),
         (("--interval", "0"), "--interval must be more than 0"),
     ],
 )
@@ -295,3 +296,112 @@ def test_the_whole_deploy_from_prepare_to_finish(deploy):
     deploy.stage.serve(commit_of(deploy), "main")
     report = json.loads(deploy.run("deploy.status", "101", "--json").stdout)
     assert report["complete"] is True and report["bug"] == bug
+
+
+def test_finish_of_a_large_deploy_cuts_the_change_list_to_fit(deploy):
+    deploy.repo.many_commits(1000, "bug 500000: a change of a large deploy, number {n}")
+    deploy.repo.push("main")
+    tagged = deploy.run("deploy.tag", "101", "--yes")
+    assert tagged.returncode == 0, tagged.stderr
+    deploy.prod.serve(commit_of(deploy), "101")
+    result = deploy.run("deploy.finish", "101", "--note", "went fine")
+    assert result.returncode == 0, result.stderr
+    assert "of 1003 changes to fit" in result.stderr
+    bug = deploy.bz.bug(deploy.bug)
+    assert (bug["status"], bug["resolution"]) == ("RESOLVED", "FIXED")
+    closing = deploy.bz.comments(deploy.bug)[-1]["text"]
+    assert 60_000 < len(closing) <= 65_535
+    more = re.search(r"^\* \.\.\. and (\d+) more; see (\S+)$", closing, re.MULTILINE)
+    assert more, closing[-500:]
+    assert more.group(2) == "https://github.com/mozilla-services/socorro/releases/tag/101"
+    listed = [line for line in closing.splitlines() if "a change of a large deploy" in line]
+    assert len(listed) + int(more.group(1)) == 1000
+    assert closing.rstrip().endswith("* went fine")
+
+
+@pytest.mark.parametrize("resolution", ["WONTFIX", "DUPLICATE"])
+@pytest.mark.parametrize("explicit", [False, True])
+def test_finish_refuses_a_bug_resolved_otherwise_by_number_or_summary(tagged, resolution, explicit):
+    tagged.prod.serve(commit_of(tagged), "101")
+    fields = {"dupe_of": 1} if resolution == "DUPLICATE" else {}
+    tagged.bz.act_as("releng@mozilla.com").update(
+        tagged.bug, status="RESOLVED", resolution=resolution, **fields
+    )
+    writes = tagged.writes()
+    args = ("--bug", str(tagged.bug)) if explicit else ()
+    result = tagged.run("deploy.finish", "101", *args)
+    assert result.returncode != 0
+    assert f"is RESOLVED {resolution}, not FIXED" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert tagged.writes() == writes
+    assert tagged.bz.bug(tagged.bug)["resolution"] == resolution
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://x", "http://", "https:///path"])
+def test_watch_refuses_a_host_url_that_is_not_http(tagged, url):
+    result = tagged.run(
+        "deploy.watch", "101", "--timeout", "30", extra={"INVOKE_DEPLOY_PROD_URL": url}
+    )
+    assert result.returncode != 0
+    assert "deploy.prod_url must be an http:// or https:// URL with a host" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"INVOKE_DEPLOY_WATCH_TIMEOUT": "abc"}, "deploy.watch_timeout must be a number"),
+        ({"INVOKE_DEPLOY_WATCH_INTERVAL": "-1"}, "deploy.watch_interval must be more than 0"),
+    ],
+)
+def test_watch_bad_config_values_name_the_config_key(tagged, extra, message):
+    result = tagged.run("deploy.watch", "101", extra=extra)
+    assert result.returncode != 0 and message in result.stderr
+    assert "--timeout" not in result.stderr and "--interval" not in result.stderr
+    assert tagged.prod.requests() == []
+
+
+def test_watch_interval_longer_than_the_timeout_is_clamped(tagged):
+    result = tagged.run("deploy.watch", "101", "--interval", "30", "--timeout", "0.3")
+    assert result.returncode == 2
+    assert "every 0.3s for up to 0.3s" in result.stderr
+
+
+def test_watch_live_but_heartbeat_failing_does_not_suggest_finishing(tagged):
+    tagged.prod.serve(commit_of(tagged), "101")
+    tagged.prod.state.healthy = False
+    result = tagged.run("deploy.watch", "101", "--interval", "0.05", "--timeout", "5")
+    assert result.returncode == 3
+    assert "prod serves 101" in result.stderr and "but its heartbeat fails" in result.stderr
+    assert "HTTP 500" in result.stderr
+    assert "deploy.finish" not in result.stdout + result.stderr
+
+
+def test_watch_interrupted_says_so_and_exits_130(tagged):
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(
+        tagged.command("deploy.watch", "101", "--interval", "0.05", "--timeout", "60"),
+        env=tagged.full_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(tagged.prod.requests("/__version__")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "deploy.watch 101 was interrupted" in err
+    assert "Traceback" not in err
+
+
+def test_status_prints_no_dry_run_lines_on_a_normal_run(tagged):
+    result = tagged.run("deploy.status", "101", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "dry-run" not in result.stdout + result.stderr
+    assert steps(result)["bug_filed"] is True

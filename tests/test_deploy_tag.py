@@ -181,7 +181,8 @@ def test_dry_run_flag_of_the_task_is_the_global_dry(deploy):
     err = result.stderr
     assert "dry-run: runs: git fetch --tags origin\n" in err
     assert "dry-run: runs: git commit-tree -S" in err
-    assert "git tag -s -m 'Tagging 101 for deploy to prod" in err
+    assert "dry-run: would run: git tag -s -F - 101 " in err  # (the message goes on stdin)
+    assert "Tagging 101 for deploy to prod" in err
     assert "dry-run: would run: git tag -v 101" in err
     assert "dry-run: would run: git push --porcelain origin refs/tags/101:refs/tags/101" in err
     assert f"/rest/bug/{deploy.bug}" in err and "tag 101" in err
@@ -338,8 +339,14 @@ REFUSALS = {
         lambda d, t: d.repo.git("tag", "-s", "-m", "x", "101", "HEAD~1"),
         "already exists on",
     ),
-    "lightweight tag": (lambda d, t: d.repo.git("tag", "101"), "lightweight"),
-    "unsigned tag": (lambda d, t: d.repo.git("tag", "-a", "-m", "x", "101"), "unsigned"),
+    "lightweight tag": (
+        lambda d, t: d.repo.git("tag", "101"),
+        "tag 101 already exists as a lightweight tag;",
+    ),
+    "unsigned tag": (
+        lambda d, t: d.repo.git("tag", "-a", "-m", "x", "101"),
+        "already exists as an unsigned annotated tag;",
+    ),
     "remote has a different tag": (
         lambda d, t: d.repo.remote_git("tag", "101", d.repo.head("main~2")),
         "has a different tag 101",
@@ -535,3 +542,91 @@ def test_dry_run_needs_no_api_key(deploy):
     assert result.returncode == 0, result.stderr
     assert f"would send: PUT {deploy.bz.url.rstrip('/')}/bug/{deploy.bug}" in result.stderr
     deploy.assert_nothing_changed(subprocess.CompletedProcess([], 1))
+
+
+def test_the_releng_tasks_checkout_itself_is_refused(deploy):
+    from tests.deploy_fixtures import PROJECT_ROOT
+
+    before = git(PROJECT_ROOT, "tag", "-l").split()
+    for task in ("deploy.tag", "deploy.finish"):
+        result = deploy.run(
+            task, "101", "--yes" if task == "deploy.tag" else "--force", "--repo", str(PROJECT_ROOT)
+        )
+        assert result.returncode != 0
+        assert "releng-tasks checkout itself" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+    deploy.assert_nothing_changed(result)
+    assert git(PROJECT_ROOT, "tag", "-l").split() == before
+
+
+def test_thousands_of_commits_tag_message_goes_on_stdin(deploy):
+    # 2,000 commits: a tag message over 128 KiB, too long for one process argument.
+    deploy.repo.many_commits(2000, "bug 400000: a change with a fairly long summary line {n}")
+    deploy.repo.push("main")
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.assert_complete()
+    message = deploy.repo.git("tag", "-l", "--format=%(contents)", "101")
+    assert len(message) > 128 * 1024
+    assert "a fairly long summary line 2000" in message
+    (comment,) = deploy.show_comments()
+    assert len(comment) <= 65_535
+
+
+def test_a_second_run_on_the_same_repository_is_refused_while_one_runs(deploy):
+    import fcntl
+
+    lock = deploy.repo.path / ".git" / "releng-deploy.lock"
+    with open(lock, "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("deploy.tag, process 4242\n")
+        held.flush()
+        for task, extra in (("deploy.tag", "--yes"), ("deploy.finish", "--force")):
+            result = deploy.run(task, "101", extra)
+            assert result.returncode != 0
+            assert "another deploy task is running on this repository" in result.stderr
+            assert "deploy.tag, process 4242" in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        deploy.assert_nothing_changed(result)
+    # Once the other run ends, the lock is free again.
+    result = deploy.run("deploy.tag", "101", "--yes")
+    assert result.returncode == 0, result.stderr
+    deploy.assert_complete()
+
+
+def test_two_concurrent_runs_post_the_comment_once(deploy):
+    import subprocess as sp
+
+    # Slow the comment down so both runs overlap.
+    deploy.bz.add_fault(f"/rest/bug/{deploy.bug}", method="PUT", status=None, delay=1.0, count=None)
+    runs = [
+        sp.Popen(
+            deploy.command("deploy.tag", "101", "--yes"),
+            cwd=deploy.repo.path,
+            env=deploy.full_env(),
+            stdin=sp.DEVNULL,
+            stdout=sp.PIPE,
+            stderr=sp.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [run.communicate(timeout=120) for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    deploy.assert_complete()
+    assert len(deploy.show_comments()) == 1
+    # Either the second one was refused by the lock, or it started after the first ended.
+    if codes != [0, 0]:
+        assert codes[0] == 0
+        assert any("another deploy task is running" in err for _, err in outcomes)
+
+
+def test_timeout_on_the_comment_says_to_wait_before_rerunning(deploy):
+    deploy.bz.add_fault(f"/rest/bug/{deploy.bug}", method="PUT", status=None, delay=2.0, count=1)
+    failed = deploy.run("deploy.tag", "101", "--yes", extra={"INVOKE_BUGZILLA_TIMEOUT": "0.5"})
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr
+    assert "comment may still be posted; wait until Bugzilla has answered" in failed.stderr
+    assert "rerunning is safe" not in failed.stderr
+    assert deploy.remote_tag() == deploy.local_tag() is not None

@@ -88,12 +88,21 @@ def prepare(
 def tag_(c, nnn, repo=None, bug=None, head=None, yes=False, dry_run=False):
     """Make the signed deploy tag, push only it, post `git show` on the deploy bug; resumable."""
     from lib import deploy_steps
-    from lib.console import confirm, info
+    from lib.deploy import refuse_own_checkout
     from lib.settings import is_dry
 
     dry = is_dry(c, dry_run)
     name = deploy_steps.checked_tag_name(c, nnn)
     git = deploy_steps.open_service_repo(c, repo, echo=dry)
+    refuse_own_checkout(git)
+    with deploy_steps.repository_lock(git, "deploy.tag"):  # (a dry run too: same commands)
+        _tag_steps(c, deploy_steps, git, name, bug=bug, head=head, yes=yes, dry=dry)
+
+
+def _tag_steps(c, deploy_steps, git, name, *, bug, head, yes, dry):
+    """deploy.tag's steps, under the repository lock: plan, confirm, do what is left."""
+    from lib.console import confirm
+
     client = deploy_steps.bugzilla_client(c, dry=dry, need_key=False)
     plan = deploy_steps.plan_tag(c, git, name, bug_id=bug, head=head, client=client, dry=dry)
     for line in deploy_steps.describe_plan(plan):
@@ -156,9 +165,17 @@ def watch_(c, nnn, env="prod", timeout=None, interval=None, repo=None):
     name = deploy_steps.checked_tag_name(c, nnn)
     dry = is_dry(c)  # (watch changes nothing; under --dry it prints its git commands and GETs)
     git = deploy_steps.open_service_repo(c, repo, echo=dry)
-    message = deploy_steps.watch(
-        c, git, name, env=env, timeout=timeout, interval=interval, echo=dry
-    )
+    from lib.errors import UserError
+
+    try:
+        message = deploy_steps.watch(
+            c, git, name, env=env, timeout=timeout, interval=interval, echo=dry
+        )
+    except KeyboardInterrupt:
+        raise UserError(
+            f"deploy.watch {name} was interrupted; nothing was changed, rerun it to watch again",
+            code=130,
+        ) from None
     print(message)
 
 
@@ -178,11 +195,16 @@ def watch_(c, nnn, env="prod", timeout=None, interval=None, repo=None):
 def finish_(c, nnn, note=None, force=False, repo=None, bug=None, dry_run=False):
     """Once prod serves the tag: post the closing comment and mark the deploy bug RESOLVED FIXED."""
     from lib import deploy_steps
+    from lib.deploy import refuse_own_checkout
     from lib.settings import is_dry
 
     dry = is_dry(c, dry_run)
     name = deploy_steps.checked_tag_name(c, nnn)
     git = deploy_steps.open_service_repo(c, repo, echo=dry)
-    print(
-        deploy_steps.finish(c, git, name, notes=list(note or []), force=force, bug_id=bug, dry=dry)
-    )
+    refuse_own_checkout(git)
+    with deploy_steps.repository_lock(git, "deploy.finish"):
+        print(
+            deploy_steps.finish(
+                c, git, name, notes=list(note or []), force=force, bug_id=bug, dry=dry
+            )
+        )
