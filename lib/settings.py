@@ -54,11 +54,13 @@ def number(
 ) -> Any:
     """A numeric setting (or the flag `value` that overrides it), checked; a UserError if not.
 
+    The error names `flag` when the value came from the flag, else the config key.
+
     Numbers are declared as strings in invoke.yaml so that a bad INVOKE_* override reaches this
     check (Invoke itself would die with a traceback casting it to an int).
     """
     raw = value if value is not None else setting(c, dotted)
-    name = flag or dotted
+    name = flag if (flag and value is not None) else dotted
     try:
         parsed = kind(str(raw).strip())
     except ValueError:
