@@ -495,6 +495,15 @@ def run_tag(
         except UserError as exc:
             if dry:
                 raise
+            if "may or may not have been applied" in exc.reason and _late_comment_landed(
+                client, int(plan.bug["id"]), plan.local.object_sha
+            ):
+                plan.comment_done = True
+                report(
+                    f"posted `git show {tag}` on bug {plan.bug['id']} (Bugzilla answered late; "
+                    f"the comment is there): {plan.bug_url}"
+                )
+                return
             if "may or may not have been applied" in exc.reason:
                 # A rerun now would not see the comment yet and post it a second time.
                 raise UserError(
@@ -509,6 +518,25 @@ def run_tag(
         if not dry:
             plan.comment_done = True
             report(f"posted `git show {tag}` on bug {plan.bug['id']}: {plan.bug_url}")
+
+
+def _late_comment_landed(client: Any, bug_id: int, object_sha: str) -> bool:
+    """After a write that timed out: watch the bug for a while (bounded: three times the
+    client's timeout, at least 3 s) to see whether the comment landed after all, so that the
+    run can finish instead of leaving a rerun to post it a second time."""
+    import time
+
+    from lib.tagging import has_show_comment
+
+    deadline = time.monotonic() + max(3.0, 3 * float(getattr(client, "timeout", 10)))
+    while time.monotonic() < deadline:
+        try:
+            if has_show_comment(client.comments(bug_id), object_sha):
+                return True
+        except UserError:
+            pass  # still slow or unreachable: keep watching until the deadline
+        time.sleep(1.0)
+    return False
 
 
 # -- deploy.status ---------------------------------------------------------------------------------

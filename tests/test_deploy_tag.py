@@ -622,11 +622,31 @@ def test_two_concurrent_runs_post_the_comment_once(deploy):
         assert any("another deploy task is running" in err for _, err in outcomes)
 
 
-def test_timeout_on_the_comment_says_to_wait_before_rerunning(deploy):
+def test_timeout_on_the_comment_that_lands_late_finishes_with_one_comment(deploy):
     deploy.bz.add_fault(f"/rest/bug/{deploy.bug}", method="PUT", status=None, delay=2.0, count=1)
+    result = deploy.run("deploy.tag", "101", "--yes", extra={"INVOKE_BUGZILLA_TIMEOUT": "0.5"})
+    assert result.returncode == 0, result.stderr
+    assert "Bugzilla answered late; the comment is there" in result.stdout + result.stderr
+    assert deploy.remote_tag() == deploy.local_tag() is not None
+    shows = [c for c in deploy.bz.comments(deploy.bug) if "(tag object " in c["text"]]
+    assert len(shows) == 1
+    again = deploy.run("deploy.tag", "101", "--yes")
+    assert again.returncode == 0, again.stderr
+    shows = [c for c in deploy.bz.comments(deploy.bug) if "(tag object " in c["text"]]
+    assert len(shows) == 1
+
+
+def test_timeout_on_the_comment_that_never_lands_says_to_wait_before_rerunning(deploy):
+    # The server answers 500 after the client gave up: the comment was not applied.
+    deploy.bz.add_fault(f"/rest/bug/{deploy.bug}", method="PUT", status=500, delay=2.0, count=1)
     failed = deploy.run("deploy.tag", "101", "--yes", extra={"INVOKE_BUGZILLA_TIMEOUT": "0.5"})
     assert failed.returncode != 0
     assert "Traceback" not in failed.stderr
     assert "comment may still be posted; wait until Bugzilla has answered" in failed.stderr
     assert "rerunning is safe" not in failed.stderr
     assert deploy.remote_tag() == deploy.local_tag() is not None
+    assert not [c for c in deploy.bz.comments(deploy.bug) if "(tag object " in c["text"]]
+    again = deploy.run("deploy.tag", "101", "--yes")
+    assert again.returncode == 0, again.stderr
+    shows = [c for c in deploy.bz.comments(deploy.bug) if "(tag object " in c["text"]]
+    assert len(shows) == 1
