@@ -26,17 +26,21 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from tests.gitrepos import ServiceRepo  # noqa: E402
 
 
-def timed(cmd: list[str], cwd: Path, runs: int) -> float:
+def timed_together(commands: dict[str, tuple[list[str], Path]], runs: int) -> dict[str, float]:
+    """Median wall time of each command, measured round-robin (one run of each in turn), so a
+    change in the machine's speed during the benchmark affects every command alike."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
-    subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False)  # warm caches
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False)
-        samples.append(time.perf_counter() - start)
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed: {result.stderr.decode()[-500:]}")
-    return statistics.median(samples)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for round_number in range(runs + 1):
+        for name, (cmd, cwd) in commands.items():
+            start = time.perf_counter()
+            result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False)
+            elapsed = time.perf_counter() - start
+            if result.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed: {result.stderr.decode()[-500:]}")
+            if round_number:  # the first round only warms caches
+                samples[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -57,26 +61,32 @@ def main() -> None:
             "from invoke import task\n\n\n@task\ndef noop(c):\n    pass\n"
         )
 
-        start_only = timed([*invoke, "--list"], empty, args.runs)
-        git_log = timed(["git", "log", "--no-merges", "100..main"], repo.path, args.runs)
-        prepare = timed(
-            [
-                *invoke,
-                "-r",
-                str(PROJECT_ROOT),
-                "deploy.prepare",
-                "--repo",
-                str(repo.path),
-                "--offline",
-                "--json",
-            ],
-            repo.path,
+        medians = timed_together(
+            {
+                "start": ([*invoke, "--list"], empty),
+                "git_log": (["git", "log", "--no-merges", "100..main"], repo.path),
+                "prepare": (
+                    [
+                        *invoke,
+                        "-r",
+                        str(PROJECT_ROOT),
+                        "deploy.prepare",
+                        "--repo",
+                        str(repo.path),
+                        "--offline",
+                        "--json",
+                    ],
+                    repo.path,
+                ),
+                "listing": ([*invoke, "--list"], PROJECT_ROOT),
+            },
             args.runs,
         )
-        listing = timed([*invoke, "--list"], PROJECT_ROOT, args.runs)
+    start_only, git_log = medians["start"], medians["git_log"]
+    prepare, listing = medians["prepare"], medians["listing"]
 
     reference = git_log + start_only
-    print(f"commits since the last tag: {args.commits}, runs: {args.runs} (medians)")
+    print(f"commits since the last tag: {args.commits}, runs: {args.runs} (medians, round-robin)")
     print(f"git log --no-merges:               {git_log * 1000:8.1f} ms")
     print(f"invoke start (one-task --list):    {start_only * 1000:8.1f} ms")
     print(f"deploy.prepare --offline --json:   {prepare * 1000:8.1f} ms")
