@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from lib.gitrepo import GitRepo
@@ -10,21 +11,27 @@ from lib.gitrepo import GitRepo
 _NUMBER = r"#?\d+\b"
 _SEPARATOR = r"(?:[ \t]*(?:,|&|\+|\band\b)[ \t]*)+"
 #: "bug 123", "bug-123", "Bug 123: ...", "bug #123", "bugs 1, 2 & 3", "bug 1 and 2", "bugs: 4+5".
+#: Matched against the lowercased message (faster than a case-insensitive pattern).
 BUG_RE = re.compile(
-    rf"\bbugs?[ \t]*[:\-]?[ \t]*({_NUMBER}(?:(?:{_SEPARATOR}|[ \t]+)(?:bugs?[ \t-]*)?{_NUMBER})*)",
-    re.IGNORECASE,
+    rf"\bbugs?[ \t]*[:\-]?[ \t]*({_NUMBER}(?:(?:{_SEPARATOR}|[ \t]+)(?:bugs?[ \t-]*)?{_NUMBER})*)"
 )
-
-
 _DIGITS = re.compile(r"\d+")
+#: Bugzilla's bug ids are positive 32-bit integers; a longer number is not a bug reference.
+MAX_BUG_ID = 2**31 - 1
 
 
 def find_bugs(text: str) -> list[int]:
     """The bug numbers a commit message names, deduplicated and sorted."""
-    if "bug" not in text.lower():
+    lowered = text.lower()
+    if "bug" not in lowered:
         return []
-    found = {int(n) for match in BUG_RE.findall(text) for n in _DIGITS.findall(match)}
-    return sorted(found)
+    found = set()
+    for numbers in BUG_RE.findall(lowered):
+        if numbers.isdigit():  # the common case: one number
+            found.add(int(numbers))
+        else:
+            found.update(int(n) for n in _DIGITS.findall(numbers))
+    return sorted(n for n in found if 0 < n <= MAX_BUG_ID)
 
 
 @dataclass
@@ -52,30 +59,66 @@ class Commit:
         return f"{self.short}: {self.summary} ({self.author})"
 
 
-def commits_between(repo: GitRepo, since: str | None, head: str) -> list[Commit]:
-    """Non-merge commits reachable from `head` but not from `since` (all of them when None),
-    oldest first."""
+@dataclass
+class History:
+    """The commits between two revisions, and whether the older one is an ancestor."""
+
+    commits: list[Commit]
+    #: `since` is an ancestor of `head` (or equal to it, or there is no `since`).
+    since_is_ancestor: bool
+
+
+def start_history(repo: GitRepo, since: str | None, head: str) -> Callable[[], History]:
+    """Start listing the non-merge commits reachable from `head` but not from `since` (all of
+    them when None), oldest first; call the result to wait for them.
+
+    `since` and `head` are full shas. One `git log` both lists the commits and answers whether
+    `since` is an ancestor of `head`: it is exactly when one of the listed commits (merges
+    included) has it as a parent, since the commit after it on any path from `head` is
+    reachable from `head` and not from `since`.
+    """
     revs = [f"{since}..{head}"] if since else [head]
     # NUL between fields and (with -z) after each commit: the only byte a message can't hold.
-    out = repo.read(
+    chunks = repo.start_chunks(
         "log",
         "-z",
-        "--no-merges",
         "--reverse",
         "--topo-order",
         "--no-color",
         "--no-show-signature",
         "--encoding=UTF-8",
-        "--format=%H%x00%an%x00%B",
+        "--format=%H%x00%P%x00%an%x00%B",
         *revs,
         "--",
     )
-    fields = out.split("\0")
+    return lambda: _parse_log(chunks(), since, head)
+
+
+def _parse_log(chunks: Iterable[str], since: str | None, head: str) -> History:
+    """Parse `git log -z --format=%H%x00%P%x00%an%x00%B` output as it arrives."""
     commits = []
-    for index in range(0, len(fields) - 2, 3):
-        sha, author, message = fields[index : index + 3]
-        sha = sha.strip()
-        text = message.strip()
-        summary = text.split("\n", 1)[0].strip() if text else "(no message)"
-        commits.append(Commit(sha=sha, summary=summary, author=author, bugs=find_bugs(message)))
-    return commits
+    since_is_ancestor = since is None or since == head
+    fields: list[str] = []
+    partial = ""
+    for chunk in chunks:
+        pieces = (partial + chunk).split("\0")
+        partial = pieces.pop()  # the field still being written
+        fields += pieces
+        complete = len(fields) - len(fields) % 4
+        for index in range(0, complete, 4):
+            sha, parents, author, message = fields[index : index + 4]
+            if since is not None and since in parents.split(" "):
+                since_is_ancestor = True
+            if " " in parents:
+                continue  # a merge
+            text = message.strip()
+            summary = text.split("\n", 1)[0].strip() if text else "(no message)"
+            commits.append(Commit(sha.strip(), summary, author, find_bugs(message)))
+        del fields[:complete]
+    return History(commits, since_is_ancestor)
+
+
+def commits_between(repo: GitRepo, since: str | None, head: str) -> list[Commit]:
+    """Non-merge commits reachable from `head` but not from `since` (all of them when None),
+    oldest first. `since` and `head` may be any revisions."""
+    return start_history(repo, since, head)().commits

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.changes import Commit, commits_between
+from lib.changes import Commit
 from lib.console import info
 from lib.deploytags import TagScheme
 from lib.deploytags import today as utc_today
@@ -75,6 +75,7 @@ def _list_some(paths: list[str], most: int = 5) -> str:
 
 def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) -> None:
     """Read-only checks before anything is planned or filed; each failure is one UserError."""
+    pending_dirty = repo.start_dirty_paths()  # runs while the branch is checked
     if repo.rev_parse(f"refs/heads/{main_branch}") is None:
         if repo.rev_parse("HEAD") is None and not repo.read("for-each-ref", "--count=1").strip():
             raise UserError(f"the repository {repo.path} has no commits yet")
@@ -86,7 +87,7 @@ def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) ->
             f"{repo.path} is a shallow clone, so the history since the last deploy tag may be "
             f"missing; run `git fetch --unshallow {remote}` first"
         )
-    dirty = repo.dirty_paths()
+    dirty = pending_dirty()
     if dirty:
         raise UserError(
             f"the working tree of {repo.path} is not clean: {_list_some(dirty)}; "
@@ -119,36 +120,43 @@ def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) ->
 
 def resolve_range(
     repo: GitRepo,
-    scheme: TagScheme,
+    tags: dict[str, str | None],
+    main_sha: str | None,
     *,
     main_branch: str,
     since: str | None,
     head: str | None,
     previous: str | None,
 ) -> tuple[str | None, str | None, str]:
-    """(previous tag, its commit, head commit) for the deploy, checked against each other."""
+    """(previous tag, its commit, head commit) for the deploy.
+
+    `tags`: every tag with the commit it names; `main_sha`: the main branch's tip.
+    """
     if since is not None:
         previous = since
-        previous_sha = repo.rev_parse(f"refs/tags/{since}")
-        if previous_sha is None:
+        if since not in tags:
             raise UserError(f"--since tag {since!r} does not exist")
+        previous_sha = tags[since]
+        if previous_sha is None:
+            raise UserError(f"--since tag {since!r} does not name a commit")
+    elif previous:
+        previous_sha = tags.get(previous)
+        if previous_sha is None:
+            raise UserError(
+                f"the last deploy tag {previous} does not name a commit; delete it "
+                f"(`git tag -d {previous}`) or choose the previous tag with --since"
+            )
     else:
-        previous_sha = repo.rev_parse(f"refs/tags/{previous}") if previous else None
+        previous_sha = None
     if head is None:
-        head_sha = repo.rev_parse(f"refs/heads/{main_branch}")
+        if main_sha is None:
+            raise UserError(f"branch {main_branch!r} does not exist in {repo.path}")
+        head_sha = main_sha
     else:
         head_sha = repo.rev_parse(head)
         if head_sha is None:
             raise UserError(f"--head {head!r} is not a commit in this repository")
     return previous, previous_sha, head_sha
-
-
-def check_descends(ok: bool, previous: str | None, head_sha: str) -> None:
-    if not ok:
-        raise UserError(
-            f"head {head_sha[:7]} is not a descendant of the previous deploy tag {previous}; "
-            f"choose another --head or --since"
-        )
 
 
 def refuse_own_checkout(repo: GitRepo) -> None:
@@ -163,14 +171,14 @@ def refuse_own_checkout(repo: GitRepo) -> None:
 
 
 def deploy_tags(
-    repo: GitRepo, scheme: TagScheme, remote: str, remote_tags: list[str] | None
+    local: list[str], scheme: TagScheme, remote: str, remote_tags: list[str] | None
 ) -> tuple[str | None, list[str]]:
-    """(the previous deploy tag, every tag name the next one must not collide with).
+    """(the previous deploy tag, every tag name the next one must not collide with), from the
+    `local` tag names and the remote's (None when offline).
 
     Online, the remote's tags are the truth: a higher deploy tag that exists only here (never
     pushed, or left by an abandoned deploy) would silently drop commits, so it is refused.
     """
-    local = repo.tags()
     if remote_tags is None:
         return scheme.previous(local), local
     previous = scheme.previous(remote_tags)
@@ -198,12 +206,14 @@ def compare_url(github_repo: str, previous: str | None, head_sha: str) -> str:
     return f"https://github.com/{github_repo}/commits/{head_sha}"
 
 
-def render_texts(c: Any, plan: DeployPlan) -> None:
-    """Fill the plan's summary and description from the templates, within Bugzilla's limit."""
-    from lib.render import render_config
+#: The templates of the deploy bug.
+SUMMARY_TEMPLATE = "deploy_bug_summary.txt.j2"
+DESCRIPTION_TEMPLATE = "deploy_bug_description.md.j2"
 
+
+def _text_context(c: Any, plan: DeployPlan) -> dict[str, Any]:
     bugs_base = bug_link(str(setting(c, "bugzilla.url")), 0)[:-1]
-    context = {
+    return {
         "project": plan.project,
         "next_tag": plan.next_tag,
         "previous_tag": plan.previous_tag,
@@ -214,10 +224,17 @@ def render_texts(c: Any, plan: DeployPlan) -> None:
         "stage_url": setting(c, "deploy.stage_url"),
         "prod_url": setting(c, "deploy.prod_url"),
     }
-    plan.summary = render_config(c, "deploy_bug_summary.txt.j2", context).strip()
+
+
+def render_texts(c: Any, plan: DeployPlan) -> None:
+    """Fill the plan's summary and description from the templates, within Bugzilla's limit."""
+    from lib.render import render_config
+
+    context = _text_context(c, plan)
+    plan.summary = render_config(c, SUMMARY_TEMPLATE, context).strip()
     if not plan.summary or "\n" in plan.summary or len(plan.summary) > MAX_SUMMARY_LENGTH:
         raise UserError(
-            f"template deploy_bug_summary.txt.j2 must render one line of 1 to "
+            f"template {SUMMARY_TEMPLATE} must render one line of 1 to "
             f"{MAX_SUMMARY_LENGTH} characters (got {len(plan.summary.splitlines())} line(s), "
             f"{len(plan.summary)} characters)"
         )
@@ -228,7 +245,7 @@ def render_texts(c: Any, plan: DeployPlan) -> None:
         shown_bugs = bugs[: int(len(bugs) * fraction)]
         return render_config(
             c,
-            "deploy_bug_description.md.j2",
+            DESCRIPTION_TEMPLATE,
             {
                 **context,
                 "commits": shown_commits,
@@ -269,31 +286,54 @@ def build_plan(
 
     `remote_tags`: the remote's tag names (None when offline: the local tags are used).
     """
+    from lib.changes import start_history
     from lib.deploytags import scheme_from_config
+    from lib.render import preload_config
 
     scheme = scheme_from_config(c)
     main_branch = str(setting(c, "deploy.main_branch"))
     remote = str(setting(c, "deploy.remote"))
-    last_tag, taken = deploy_tags(repo, scheme, remote, remote_tags)
+    main_ref = f"refs/heads/{main_branch}"
+    refs = repo.ref_commits(main_ref, "refs/tags")
+    tags = {
+        name.removeprefix("refs/tags/"): sha
+        for name, sha in refs.items()
+        if name.startswith("refs/tags/")
+    }
+    last_tag, taken = deploy_tags(list(tags), scheme, remote, remote_tags)
     previous, previous_sha, head_sha = resolve_range(
-        repo, scheme, main_branch=main_branch, since=since, head=head, previous=last_tag
+        repo,
+        tags,
+        refs.get(main_ref),
+        main_branch=main_branch,
+        since=since,
+        head=head,
+        previous=last_tag,
     )
+    pending = start_history(repo, previous_sha, head_sha)
+    # While git walks the history (on another core), load what the texts need: Jinja2, the
+    # compiled templates, and the Bugzilla link helpers (checking bugzilla.url on the way).
+    preload_config(c, [SUMMARY_TEMPLATE, DESCRIPTION_TEMPLATE])
+    bug_link(str(setting(c, "bugzilla.url")), 0)
     next_tag = scheme.next(last_tag, taken, today or utc_today())
-    descends = repo.start_is_ancestor(previous_sha, head_sha) if previous_sha else None
-    commits = commits_between(repo, previous_sha, head_sha)
-    if descends is not None:
-        check_descends(descends(), previous, head_sha)
+    url = compare_url(str(setting(c, "deploy.github_repo")), previous, head_sha)
+    history = pending()
+    if not history.since_is_ancestor:
+        raise UserError(
+            f"head {head_sha[:7]} is not a descendant of the previous deploy tag {previous}; "
+            f"choose another --head or --since"
+        )
     plan = DeployPlan(
         project=str(setting(c, "deploy.project")),
         previous_tag=previous,
         previous_sha=previous_sha,
         next_tag=next_tag,
         head=head_sha,
-        commits=commits,
-        bugs=sorted({n for commit in commits for n in commit.bugs}),
-        compare_url=compare_url(str(setting(c, "deploy.github_repo")), previous, head_sha),
+        commits=history.commits,
+        bugs=sorted({n for commit in history.commits for n in commit.bugs}),
+        compare_url=url,
     )
-    if head is not None and not repo.is_ancestor(head_sha, f"refs/heads/{main_branch}"):
+    if head is not None and not repo.is_ancestor(head_sha, main_ref):
         info(f"note: --head {head} is not on {main_branch}")
     render_texts(c, plan)
     return plan

@@ -101,11 +101,7 @@ def open_service_repo(c: Any, repo: str | None, *, echo: bool = False) -> GitRep
     from lib.settings import resolve_path
 
     path = resolve_path(repo if repo not in (None, "") else setting(c, "deploy.repo"))
-    if echo and path.is_dir():
-        info("dry-run: runs: git rev-parse --show-toplevel")  # open_repo's probe
-    git = open_repo(path)
-    git.echo = echo
-    return git
+    return open_repo(path, echo=echo)
 
 
 LOCK_FILE = "releng-deploy.lock"

@@ -7,10 +7,11 @@ helpers apply). Plain subprocess keeps this fast: importing GitPython alone cost
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.console import info
@@ -19,6 +20,7 @@ from lib.redaction import child_environment
 
 #: Never let git stop to ask for a password or passphrase on a terminal we don't own.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+_NO_GIT = "git is not installed (no `git` on PATH)"
 
 
 def _first_line(text: str) -> str:
@@ -49,15 +51,23 @@ class GitRepo:
 
     path: Path
     echo: bool = False
+    #: Whether the repository is a shallow clone (None: not asked yet).
+    shallow: bool | None = field(default=None, compare=False)
 
-    def _run(self, args: tuple[str, ...], input: str | None = None) -> subprocess.CompletedProcess:
+    def _command(self, args: tuple[str, ...]) -> dict:
+        """Popen/run arguments for `git args` in this work tree (echoed under dry runs)."""
         if self.echo:
             info(f"dry-run: runs: git {shlex.join(args)}")
+        return {
+            "args": ["git", *args],
+            "cwd": self.path,
+            "env": {**child_environment(), **_GIT_ENV},
+        }
+
+    def _run(self, args: tuple[str, ...], input: str | None = None) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(
-                ["git", *args],
-                cwd=self.path,
-                env={**child_environment(), **_GIT_ENV},
+                **self._command(args),
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,
@@ -66,14 +76,58 @@ class GitRepo:
                 errors="replace",
             )
         except FileNotFoundError:
-            raise UserError("git is not installed (no `git` on PATH)") from None
+            raise UserError(_NO_GIT) from None
+
+    def _failed(self, args: tuple[str, ...], stderr: str) -> UserError:
+        return UserError(f"`git {args[0]}` failed in {self.path}: {_first_line(stderr)}")
 
     def read(self, *args: str, input: str | None = None) -> str:
         """Run a probe that must succeed; its stdout. A failure is a UserError with git's reason."""
         result = self._run(args, input=input)
         if result.returncode != 0:
-            raise UserError(f"`git {args[0]}` failed in {self.path}: {_first_line(result.stderr)}")
+            raise self._failed(args, result.stderr)
         return result.stdout
+
+    def start(self, *args: str) -> Callable[[], str]:
+        """Start a probe in the background; call the result to wait for its stdout (with the
+        errors of `read`)."""
+        chunks = self.start_chunks(*args)
+        return lambda: "".join(chunks())
+
+    def start_chunks(self, *args: str) -> Callable[[], Iterator[str]]:
+        """Start a probe in the background (git works on another core meanwhile); call the
+        result to iterate over its stdout as git writes it, so the caller can work on the
+        first part while git produces the rest. A failure is raised at the end, as by `read`.
+        """
+        import codecs
+        import tempfile
+
+        stderr = tempfile.TemporaryFile()  # a file: git never waits for us to drain it
+        try:
+            process = subprocess.Popen(
+                **self._command(args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+            )
+        except FileNotFoundError:
+            stderr.close()
+            raise UserError(_NO_GIT) from None
+        assert process.stdout is not None
+        _widen_pipe(process.stdout.fileno())
+
+        def chunks() -> Iterator[str]:
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            fd = process.stdout.fileno()
+            with stderr, process.stdout:
+                while data := os.read(fd, _PIPE_SIZE):
+                    yield decoder.decode(data)
+                yield decoder.decode(b"", final=True)
+                if process.wait() != 0:
+                    stderr.seek(0)
+                    raise self._failed(args, stderr.read().decode("utf-8", "replace"))
+
+        return chunks
 
     def try_read(self, *args: str) -> str | None:
         """Run a probe that may fail; its stdout, or None on a non-zero exit."""
@@ -87,6 +141,25 @@ class GitRepo:
             return ""
         return self.read(*args, input=input)
 
+    def ref_commits(self, *patterns: str) -> dict[str, str | None]:
+        """The refs matching `patterns` (for-each-ref patterns, e.g. "refs/tags"), each with the
+        commit it names (None when it names no commit), in one git call."""
+        out = self.read(
+            "for-each-ref",
+            "--format=%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)",
+            *patterns,
+        )
+        refs: dict[str, str | None] = {}
+        for line in out.splitlines():
+            name, kind, sha, peeled_kind, peeled_sha = line.split("\0")
+            if kind == "commit":
+                refs[name] = sha
+            elif peeled_kind == "commit":
+                refs[name] = peeled_sha
+            else:  # a tag of a tag (peeled one level only), of a tree, or of a blob
+                refs[name] = self.rev_parse(name)
+        return refs
+
     def rev_parse(self, rev: str) -> str | None:
         """The full sha of the commit `rev` names, or None."""
         out = self.try_read("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
@@ -97,18 +170,29 @@ class GitRepo:
 
     def dirty_paths(self) -> list[str]:
         """Paths that are modified, staged or untracked (ignored files excluded)."""
-        out = self.read("status", "--porcelain=v1", "-z", "--untracked-files=normal")
-        paths, entries = [], iter(out.split("\0"))
-        for entry in entries:
-            if len(entry) < 4:
-                continue
-            paths.append(entry[3:])
-            if entry[0] in "RC":
-                next(entries, None)  # a rename's source path follows
-        return paths
+        return self.start_dirty_paths()()
+
+    def start_dirty_paths(self) -> Callable[[], list[str]]:
+        """`dirty_paths` in the background; call the result to wait for the paths."""
+        pending = self.start("status", "--porcelain=v1", "-z", "--untracked-files=normal")
+
+        def finish() -> list[str]:
+            paths, entries = [], iter(pending().split("\0"))
+            for entry in entries:
+                if len(entry) < 4:
+                    continue
+                paths.append(entry[3:])
+                if entry[0] in "RC":
+                    next(entries, None)  # a rename's source path follows
+            return paths
+
+        return finish
 
     def is_shallow(self) -> bool:
-        return (self.try_read("rev-parse", "--is-shallow-repository") or "").strip() == "true"
+        if self.shallow is None:
+            out = self.try_read("rev-parse", "--is-shallow-repository") or ""
+            self.shallow = out.strip() == "true"
+        return self.shallow
 
     def remote_tags(self, remote: str) -> list[str]:
         """The tag names on `remote` (asks the remote; a failure suggests --offline)."""
@@ -151,38 +235,36 @@ class GitRepo:
         ahead, behind = out.split()
         return int(ahead), int(behind)
 
-    def start_is_ancestor(self, ancestor: str, descendant: str) -> Callable[[], bool]:
-        """Start `is_ancestor` in the background; call the result to wait for the answer.
-
-        On a large history it walks as many commits as the `git log` one runs beside it, so the
-        two run in parallel instead of one after the other.
-        """
-        args = ("merge-base", "--is-ancestor", ancestor, descendant)
-        if self.echo:
-            info(f"dry-run: runs: git {shlex.join(args)}")
-        process = subprocess.Popen(
-            ["git", *args],
-            cwd=self.path,
-            env={**child_environment(), **_GIT_ENV},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        return lambda: process.wait() == 0
-
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self._run(("merge-base", "--is-ancestor", ancestor, descendant)).returncode == 0
 
 
-def open_repo(path: Path) -> GitRepo:
-    """The work tree at `path`; a UserError when it is missing or not a git repository."""
+_PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    """Let git write up to 1 MiB ahead of us (Linux; the default pipe holds 64 KiB)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except (ImportError, AttributeError, OSError):
+        pass  # another platform, or over the system's limit: git just waits for us sooner
+
+
+def open_repo(path: Path, *, echo: bool = False) -> GitRepo:
+    """The work tree at `path`; a UserError when it is missing or not a git repository.
+    `echo`: see GitRepo (dry runs print every git command, this probe included)."""
     if not path.exists():
         raise UserError(f"repository path {path} does not exist")
     if not path.is_dir():
         raise UserError(f"repository path {path} is not a directory")
     if path.name == ".git" and (path / "HEAD").is_file():
         path = path.parent  # --repo pointed at the .git directory of a work tree
-    probe = GitRepo(path)._run(("rev-parse", "--show-toplevel"))
+    probe = GitRepo(path, echo=echo)._run(
+        ("rev-parse", "--is-shallow-repository", "--show-toplevel")
+    )
     if probe.returncode != 0:
         raise UserError(f"{path} is not a git repository (set deploy.repo or pass --repo)")
-    return GitRepo(Path(probe.stdout.strip()))
+    shallow, toplevel = probe.stdout.split("\n", 1)
+    return GitRepo(Path(toplevel.removesuffix("\n")), echo=echo, shallow=shallow == "true")

@@ -60,6 +60,19 @@ def render(name: str, context: dict[str, Any], template_dir: str | None = None) 
         raise UserError(f"template {name} is not UTF-8 text") from None
 
 
+def preload(names: list[str], template_dir: str | None = None) -> None:
+    """Import Jinja2 and compile the templates `names` ahead of rendering (e.g. while git works
+    in the background). A problem is left for `render` to report, in its place and words."""
+    import jinja2
+
+    try:
+        env = _environment(template_dir)
+        for name in names:
+            env.get_template(name)
+    except (jinja2.TemplateError, UserError, UnicodeDecodeError, OSError):
+        pass
+
+
 def _where(exc: BaseException, name: str) -> str:
     """`path, line N` of the template frame a rendering error came from (Jinja2 rewrites the
     traceback so that template lines appear as frames), else the template's name."""
@@ -71,8 +84,17 @@ def _where(exc: BaseException, name: str) -> str:
     return name
 
 
-def render_config(c: Any, name: str, context: dict[str, Any]) -> str:
-    """Render with the template directory from the `templates.dir` setting."""
+def _configured_dir(c: Any) -> str | None:
     from lib.settings import setting
 
-    return render(name, context, str(setting(c, "templates.dir") or "") or None)
+    return str(setting(c, "templates.dir") or "") or None
+
+
+def render_config(c: Any, name: str, context: dict[str, Any]) -> str:
+    """Render with the template directory from the `templates.dir` setting."""
+    return render(name, context, _configured_dir(c))
+
+
+def preload_config(c: Any, names: list[str]) -> None:
+    """`preload` with the template directory from the `templates.dir` setting."""
+    preload(names, _configured_dir(c))

@@ -2,7 +2,8 @@
 
 import pytest
 
-from lib.changes import commits_between, find_bugs
+from lib.changes import commits_between, find_bugs, start_history
+from lib.errors import UserError
 from lib.gitrepo import open_repo
 
 
@@ -41,3 +42,72 @@ def test_commits_between_skips_merges_keeps_order_and_non_ascii(service_repo):
     assert commits[0].author == "Zoë Ångström"
     assert [c.bugs for c in commits] == [[10], [11], []]
     assert all(len(c.short) == 7 and c.sha.startswith(c.short) for c in commits)
+
+
+@pytest.mark.parametrize(
+    ("message", "bugs"),
+    [
+        ("bug 0: not a bug id", []),
+        ("bug 2147483647: the largest id Bugzilla can hold", [2147483647]),
+        ("bug 2147483648 is beyond any Bugzilla id", []),
+        ("bug 123456789012345678901234567890: a long number", []),
+        ("bug 007: leading zeros", [7]),
+        ("BuG 9, BUGS 10 & 11", [9, 10, 11]),
+    ],
+)
+def test_find_bugs_keeps_only_numbers_that_can_be_bug_ids(message, bugs):
+    assert find_bugs(message) == bugs
+
+
+def _history(repo_path, since, head):
+    repo = open_repo(repo_path)
+    return start_history(repo, repo.rev_parse(since), repo.rev_parse(head))()
+
+
+def test_history_knows_whether_the_older_revision_is_an_ancestor(service_repo):
+    service_repo.commit("base")
+    service_repo.tag("100")
+    service_repo.commit("bug 1: after the tag")
+    assert _history(service_repo.path, "100", "HEAD").since_is_ancestor
+    assert _history(service_repo.path, "HEAD", "HEAD").since_is_ancestor  # nothing between
+    behind = _history(service_repo.path, "HEAD", "100")  # the head is older than the tag
+    assert not behind.since_is_ancestor and behind.commits == []
+
+    # a tag made on a side branch that was merged: it is the merge's second parent
+    service_repo.git("checkout", "--quiet", "-b", "side", "100")
+    service_repo.commit("bug 2: on the side")
+    service_repo.tag("101")
+    service_repo.git("checkout", "--quiet", "main")
+    service_repo.git("merge", "--quiet", "--no-ff", "-X", "theirs", "-m", "Merge side", "side")
+    merged = _history(service_repo.path, "101", "main")
+    assert merged.since_is_ancestor
+    assert [c.summary for c in merged.commits] == ["bug 1: after the tag"]
+
+    # a branch that left main before the tag never contains it
+    service_repo.git("checkout", "--quiet", "-b", "old", "100~1")
+    service_repo.commit("bug 3: branched off before 100")
+    apart = _history(service_repo.path, "100", "old")
+    assert not apart.since_is_ancestor
+    assert [c.summary for c in apart.commits] == ["bug 3: branched off before 100"]
+
+
+def test_history_of_thousands_of_non_ascii_commits_is_read_whole(service_repo):
+    """Git's output arrives in pieces (a pipe holds 64 KiB to 1 MiB); characters of several
+    bytes cut between two pieces must come out whole."""
+    base = service_repo.commit("base")
+    service_repo.many_commits(3000, message="bug {n}: Zoë fixed ☃ and 漢字 in change {n}")
+    history = _history(service_repo.path, base, "HEAD")
+    assert len(history.commits) == 3000
+    assert history.commits[0].summary == "bug 1: Zoë fixed ☃ and 漢字 in change 1"
+    assert history.commits[-1].bugs == [3000]
+    assert all("\ufffd" not in c.summary for c in history.commits)
+    assert [c.bugs[0] for c in history.commits] == list(range(1, 3001))
+
+
+def test_a_failing_log_is_reported_with_gits_reason(service_repo):
+    service_repo.commit("base")
+    repo = open_repo(service_repo.path)
+    pending = start_history(repo, "0" * 40, repo.rev_parse("HEAD"))
+    reason = r"`git log` failed in .*: Invalid revision range 0{40}\.\."
+    with pytest.raises(UserError, match=reason):
+        pending()

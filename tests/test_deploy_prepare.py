@@ -452,3 +452,38 @@ def test_credentials_in_the_bugzilla_url_never_reach_the_text(invoke, tagged_rep
     assert "https://bz.example/show_bug.cgi?id=1900001" in result.stdout
     assert "https://bz.example/enter_bug.cgi?" in result.stdout
     assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_annotated_and_nested_tags_give_the_commit_they_name(invoke, service_repo):
+    service_repo.commit("work before 100")
+    tagged = service_repo.head()
+    service_repo.git("tag", "-a", "-m", "deploy 100", "100")
+    service_repo.git("-c", "advice.nestedTag=false", "tag", "-a", "-m", "again", "101", "100")
+    service_repo.commit("bug 5: after the tags")
+    plan = prepare_json(invoke, service_repo, "--offline")
+    assert (plan["previous_tag"], plan["previous_sha"], plan["next_tag"]) == ("101", tagged, "102")
+    assert [c["summary"] for c in plan["commits"]] == ["bug 5: after the tags"]
+    plan = prepare_json(invoke, service_repo, "--offline", "--since", "100")
+    assert plan["previous_sha"] == tagged and len(plan["commits"]) == 1
+
+
+def test_last_deploy_tag_that_names_no_commit_is_refused(invoke, service_repo):
+    service_repo.commit("work before 100")
+    service_repo.tag("100")
+    service_repo.commit("bug 5: after the tag")
+    service_repo.git("tag", "101", "HEAD^{tree}")
+    line = fail(invoke, service_repo.path, "--offline")
+    assert "the last deploy tag 101 does not name a commit" in line and "--since" in line
+    assert prepare_json(invoke, service_repo, "--offline", "--since", "100")["commits"]
+    assert "--since tag '101' does not name a commit" in fail(
+        invoke, service_repo.path, "--offline", "--since", "101"
+    )
+
+
+def test_a_number_too_large_for_a_bug_id_is_no_bug(invoke, service_repo):
+    """Regression: JSON writers refuse integers beyond 64 bits; such a number is no bug id."""
+    service_repo.commit("work before 100")
+    service_repo.tag("100")
+    service_repo.commit("bug 123456789012345678901234567890: not a real bug, bug 42 is")
+    plan = prepare_json(invoke, service_repo, "--offline")
+    assert plan["bugs"] == [42] and plan["commits"][0]["bugs"] == [42]
