@@ -25,6 +25,10 @@ def check_priority(priority: str) -> str:
 #: Longer request targets are refused by BMO's front end (HTTP 414).
 MAX_LINK_LENGTH = 8000
 PASTE_NOTE = "(paste the description printed by `invoke deploy.prepare` here)"
+LINK_OMITS_DESCRIPTION = (
+    "the description is too long for a link (BMO refuses links over 8 KiB), so the link "
+    "leaves it out"
+)
 
 
 def enter_bug_link(c: Any, plan: DeployPlan, priority: str) -> tuple[str, bool]:
@@ -202,11 +206,7 @@ def publish(
     if client is None:
         link, cut = enter_bug_link(c, plan, priority)
         plan.extra["enter_bug_url"] = link
-        if cut:
-            info(
-                "note: the description is too long for a link (BMO refuses links over 8 KiB); "
-                "the link leaves it out: paste the description printed above into the form"
-            )
+        plan.extra["enter_bug_url_omits_description"] = cut
         return
     bug_id, filed = file_or_reuse(c, client, plan, priority=priority, assignee=assignee)
     dry_new = filed and not bug_id  # a dry run: the bug would be filed
@@ -226,7 +226,12 @@ def outcome_lines(plan: DeployPlan) -> list[str]:
     """What deploy.prepare tells the user after the bug text."""
     extra = plan.extra
     if "enter_bug_url" in extra:
-        return [f"file it here (prefilled): {extra['enter_bug_url']}"]
+        lines = [f"file it here (prefilled): {extra['enter_bug_url']}"]
+        if extra.get("enter_bug_url_omits_description"):
+            lines.append(
+                f"note: {LINK_OMITS_DESCRIPTION}: paste the description above into the form"
+            )
+        return lines
     if extra.get("bug_id") is None:
         lines = ["deploy bug: would be filed (dry run; nothing was sent)"]
     else:

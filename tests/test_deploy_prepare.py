@@ -328,8 +328,15 @@ def test_long_description_leaves_the_link_usable(invoke, service_repo):
     link = result.stdout.split("file it here (prefilled): ", 1)[1].strip()
     assert len(link) <= 8000
     assert "paste" in parse_qs(urlsplit(link).query)["comment"][0]
-    assert "too long for a link" in result.stderr
-    assert "bug 200: a change" in result.stdout  # the description itself is still printed
+    # the note comes after the description and the link it speaks of
+    assert result.stdout.index("bug 200: a change") < result.stdout.index("too long for a link")
+    assert result.stdout.index("file it here") < result.stdout.index("too long for a link")
+    assert "too long for a link" not in result.stderr
+
+    as_json = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline", "--json")
+    plan = json.loads(as_json.stdout)
+    assert plan["enter_bug_url_omits_description"] is True
+    assert "too long for a link" in as_json.stderr and "plan's description" in as_json.stderr
 
 
 def test_own_checkout_is_never_filed(invoke, tmp_path):

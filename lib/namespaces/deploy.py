@@ -7,6 +7,7 @@ import json
 from invoke import task
 
 from lib.console import info
+from lib.errors import UserError
 from lib.settings import resolve_path, setting
 
 
@@ -43,8 +44,14 @@ def prepare(
     needinfo=False,
 ):
     """Render the deploy bug from the history since the last deploy tag; --file-bug files it."""
+    import gc
+
     from lib import deploy, deploy_bug
 
+    # What is loaded by now (Invoke, the config, these modules) lives until the end: keep the
+    # garbage collector from scanning it again each time the plan's many objects trigger a
+    # collection (on 10,000 commits that scanning was a third of the task's own time).
+    gc.freeze()
     priority = deploy_bug.check_priority(priority)
     git = _open_repo(c, repo)
     if file_bug or needinfo:
@@ -62,7 +69,14 @@ def prepare(
             c, plan, file_bug=file_bug, needinfo=needinfo, priority=priority, assignee=assignee
         )
     if json_:
-        print(json.dumps(plan.to_json(), ensure_ascii=False))
+        import orjson
+
+        if plan.extra.get("enter_bug_url_omits_description"):
+            info(f"note: {deploy_bug.LINK_OMITS_DESCRIPTION}: paste the plan's description")
+        try:
+            print(orjson.dumps(plan.to_json()).decode())
+        except orjson.JSONEncodeError as exc:  # e.g. a setting holding bytes that are not UTF-8
+            raise UserError(f"could not write the plan as JSON: {exc}") from None
     elif not plan.nothing_to_deploy:
         print(f"summary:\n{plan.summary}\n\ndescription:\n\n{plan.description}")
         print("\n".join(deploy_bug.outcome_lines(plan)))
