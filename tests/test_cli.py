@@ -25,3 +25,36 @@ def test_every_task_has_help_for_every_argument(invoke):
                 if stripped.startswith("-") and "--help" not in stripped:
                     # "  -x STRING, --xyz=STRING   help text": the help text must be there.
                     assert "  " in stripped, f"{name}: no help for {stripped!r}"
+
+
+def test_lib_bytecode_is_cached_unless_pythondontwritebytecode(env, tmp_path):
+    """Invoke writes no .pyc by default; this tool's own package is cached (lib/__pycache__,
+    ignored by git) unless the user's PYTHONDONTWRITEBYTECODE says not to."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    def listing_writes_bytecode(extra: dict[str, str]) -> bool:
+        copy = tmp_path / f"copy{len(extra)}"
+        copy.mkdir()
+        shutil.copy(PROJECT_ROOT / "tasks.py", copy)
+        shutil.copy(PROJECT_ROOT / "invoke.yaml", copy)
+        shutil.copytree(PROJECT_ROOT / "lib", copy / "lib", ignore=shutil.ignore_patterns("*.pyc"))
+        run_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"} | extra
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", "--list"],
+            cwd=copy,
+            env=run_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert not (copy / "__pycache__").exists()  # tasks.py itself: Invoke's choice stands
+        return any((copy / "lib" / "namespaces" / "__pycache__").glob("deploy.*.pyc"))
+
+    assert listing_writes_bytecode({})
+    assert not listing_writes_bytecode({"PYTHONDONTWRITEBYTECODE": "1"})

@@ -3,7 +3,6 @@
 from invoke import task
 from invoke.exceptions import Exit
 
-from lib import database as devdb
 from lib.console import refuse_core_short_flags
 from lib.errors import UserError
 from lib.settings import is_dry, setting
@@ -17,6 +16,8 @@ _CONNECTION_HELP = {
 
 
 def _settings(c, host, port, user, database_name):
+    from lib import database as devdb  # imported here: `invoke --list` stays fast
+
     return devdb.make_settings(
         host=host if host is not None else setting(c, "db.host"),
         port=port if port is not None else setting(c, "db.port"),
@@ -43,6 +44,8 @@ def connect(
     The password comes from db.password and reaches the client through a temporary
     passfile, never through its arguments. Checks first that something listens on the port.
     """
+    from lib import database as devdb
+
     refuse_core_short_flags("db.connect", {"-c": '--command "SQL"'})
     settings = _settings(c, host, port, user, database)
     client = (client or "psql").strip()
@@ -74,5 +77,7 @@ def connect(
 )
 def url(c, host=None, port=None, user=None, database=None, show_password=False):
     """Print the dev database's connection URL, password masked (--show-password reveals)."""
+    from lib import database as devdb
+
     settings = _settings(c, host, port, user, database)
     print(devdb.connection_url(settings, show_password=show_password))
