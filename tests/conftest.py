@@ -61,6 +61,28 @@ def env(home: Path) -> dict[str, str]:
     return clean_environ(home)
 
 
+def run_invoke(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str],
+    search_root: Path | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m invoke [--search-root ROOT] ARGS` in `cwd`, with no stdin unless `input`."""
+    root = ["--search-root", str(search_root)] if search_root else []
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *root, *args],
+        cwd=cwd,
+        env=env,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def invoke(env: dict[str, str]):
     """Run `python -m invoke ARGS` from `cwd` (default: the project root) with no stdin.
@@ -75,17 +97,12 @@ def invoke(env: dict[str, str]):
         input: str | None = None,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
-        full_env = dict(env)
-        if extra_env:
-            full_env.update(extra_env)
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), *args],
+        return run_invoke(
+            *args,
             cwd=cwd or PROJECT_ROOT,
-            env=full_env,
+            env={**env, **(extra_env or {})},
+            search_root=PROJECT_ROOT,
             input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             timeout=timeout,
         )
 

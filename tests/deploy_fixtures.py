@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_environ
+from tests.conftest import clean_environ, run_invoke
 from tests.fake_bugzilla import (  # noqa: F401 (fixtures)
     RELENG,
     FakeBugzilla,
@@ -58,14 +58,8 @@ class Deploy:
         return {**self.base_env, **self.env, **self.extra, **(extra or {})}
 
     def run(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.command(*args),
-            cwd=PROJECT_ROOT,
-            env=self.full_env(extra),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        return run_invoke(
+            *args, cwd=PROJECT_ROOT, env=self.full_env(extra), search_root=PROJECT_ROOT
         )
 
     def run_killable(self, *args: str) -> subprocess.CompletedProcess:
@@ -197,15 +191,8 @@ def _tagged_template(
             "INVOKE_BUGZILLA_URL": server.url,
             "INVOKE_DEPLOY_REPO": str(repo.path),
         }
-        result = subprocess.run(
-            [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT)]
-            + ["deploy.tag", "101", "--yes"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        result = run_invoke(
+            "deploy.tag", "101", "--yes", cwd=PROJECT_ROOT, env=env, search_root=PROJECT_ROOT
         )
         assert result.returncode == 0, result.stderr
         (comment_request,) = server.writes()

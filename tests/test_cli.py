@@ -31,10 +31,8 @@ def test_lib_bytecode_is_cached_unless_pythondontwritebytecode(env, tmp_path):
     """Invoke writes no .pyc by default; this tool's own package is cached (lib/__pycache__,
     ignored by git) unless the user's PYTHONDONTWRITEBYTECODE says not to."""
     import shutil
-    import subprocess
-    import sys
 
-    from tests.conftest import PROJECT_ROOT
+    from tests.conftest import PROJECT_ROOT, run_invoke
 
     def listing_writes_bytecode(extra: dict[str, str]) -> bool:
         copy = tmp_path / f"copy{len(extra)}"
@@ -43,15 +41,7 @@ def test_lib_bytecode_is_cached_unless_pythondontwritebytecode(env, tmp_path):
         shutil.copy(PROJECT_ROOT / "invoke.yaml", copy)
         shutil.copytree(PROJECT_ROOT / "lib", copy / "lib", ignore=shutil.ignore_patterns("*.pyc"))
         run_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"} | extra
-        result = subprocess.run(
-            [sys.executable, "-m", "invoke", "--list"],
-            cwd=copy,
-            env=run_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_invoke("--list", cwd=copy, env=run_env)
         assert result.returncode == 0, result.stderr
         assert not (copy / "__pycache__").exists()  # tasks.py itself: Invoke's choice stands
         return any((copy / "lib" / "namespaces" / "__pycache__").glob("deploy.*.pyc"))

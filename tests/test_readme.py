@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_invoke
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -40,15 +39,7 @@ def test_deploy_prepare_runs_with_no_configuration_in_a_fresh_clone(tmp_path, en
         check=True,
         env=env,
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", "deploy.prepare"],
-        cwd=clone,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_invoke("deploy.prepare", cwd=clone, env=env)
     assert result.returncode == 0, result.stderr
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True
