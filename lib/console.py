@@ -12,6 +12,38 @@ def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _stdout_reader_is_gone() -> bool:
+    """Whether stdout is a pipe whose reading end was closed (`invoke ... | head`)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.__stdout__.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def stop_quietly_when_stdout_closes() -> None:
+    """When the reader of stdout goes away (`invoke deploy.prepare --json | head -c 100`), end
+    with exit status 1 and no traceback, as other command-line tools do. Any other broken pipe
+    (a network peer, a child process) still shows as the error it is."""
+    import os
+
+    previous_hook = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: object) -> None:
+        if issubclass(kind, BrokenPipeError) and _stdout_reader_is_gone():
+            # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.__stdout__.fileno())
+            os.close(devnull)
+            return
+        previous_hook(kind, value, traceback)  # type: ignore[arg-type]
+
+    sys.excepthook = hook
+
+
 def stdin_is_terminal() -> bool:
     try:
         return sys.stdin is not None and sys.stdin.isatty()

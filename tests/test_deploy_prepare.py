@@ -494,3 +494,30 @@ def test_a_number_too_large_for_a_bug_id_is_no_bug(invoke, service_repo):
     service_repo.commit("bug 123456789012345678901234567890: not a real bug, bug 42 is")
     plan = prepare_json(invoke, service_repo, "--offline")
     assert plan["bugs"] == [42] and plan["commits"][0]["bugs"] == [42]
+
+
+def test_reader_of_stdout_going_away_ends_quietly(env, service_repo):
+    """Regression: `invoke deploy.prepare --json | head -c 100` ended with a BrokenPipeError
+    traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    service_repo.commit("work before 100")
+    service_repo.tag("100")
+    service_repo.many_commits(3000, message="bug {n}: change number {n}")  # > 64 KiB of JSON
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT)]
+        + ["deploy.prepare", "--repo", str(service_repo.path), "--offline", "--json"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    first = process.stdout.read(100)
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert first.startswith(b'{"project":"socorro"')
+    assert "Traceback" not in errors and "Broken" not in errors

@@ -3,6 +3,7 @@
 import os
 import sys
 
+from lib.console import stop_quietly_when_stdout_closes
 from lib.redaction import install_log_redaction
 
 # Invoke turns bytecode caching off for the whole run (its --write-pyc flag), so that a tasks
@@ -15,3 +16,5 @@ if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
 # Imported (by tasks.py) before Invoke loads the environment and the config files, whose
 # contents it logs under --debug: mask the secrets in those lines from here on.
 install_log_redaction()
+
+stop_quietly_when_stdout_closes()
