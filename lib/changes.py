@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from lib.gitrepo import GitRepo
+from lib.gitrepo import Background, GitRepo
 
 _NUMBER = r"#?\d+\b"
-_SEPARATOR = r"(?:[ \t]*(?:,|&|\+|\band\b)[ \t]*)+"
+#: Written so that each space can be matched in one way only: a pattern where it could go to
+#: either of two neighbouring parts backtracks exponentially on a long ", , , ," run.
+_SEPARATOR = r"[ \t]*(?:(?:,|&|\+|\band\b)[ \t]*)+"
 #: "bug 123", "bug-123", "Bug 123: ...", "bug #123", "bugs 1, 2 & 3", "bug 1 and 2", "bugs: 4+5".
 #: Matched against the lowercased message (faster than a case-insensitive pattern).
 BUG_RE = re.compile(
@@ -68,9 +70,25 @@ class History:
     since_is_ancestor: bool
 
 
-def start_history(repo: GitRepo, since: str | None, head: str) -> Callable[[], History]:
+@dataclass
+class PendingHistory:
+    """A history being listed by git in the background (see `start_history`)."""
+
+    output: Background
+    since: str | None
+    head: str
+
+    def result(self) -> History:
+        """Wait for git, parsing its output as it arrives."""
+        return _parse_log(self.output.chunks(), self.since, self.head)
+
+    def cancel(self) -> None:
+        self.output.cancel()
+
+
+def start_history(repo: GitRepo, since: str | None, head: str) -> PendingHistory:
     """Start listing the non-merge commits reachable from `head` but not from `since` (all of
-    them when None), oldest first; call the result to wait for them.
+    them when None), oldest first; `.result()` waits for them.
 
     `since` and `head` are full shas. One `git log` both lists the commits and answers whether
     `since` is an ancestor of `head`: it is exactly when one of the listed commits (merges
@@ -79,7 +97,7 @@ def start_history(repo: GitRepo, since: str | None, head: str) -> Callable[[], H
     """
     revs = [f"{since}..{head}"] if since else [head]
     # NUL between fields and (with -z) after each commit: the only byte a message can't hold.
-    chunks = repo.start_chunks(
+    output = repo.start(
         "log",
         "-z",
         "--reverse",
@@ -91,7 +109,7 @@ def start_history(repo: GitRepo, since: str | None, head: str) -> Callable[[], H
         *revs,
         "--",
     )
-    return lambda: _parse_log(chunks(), since, head)
+    return PendingHistory(output, since, head)
 
 
 def _parse_log(chunks: Iterable[str], since: str | None, head: str) -> History:
@@ -99,10 +117,16 @@ def _parse_log(chunks: Iterable[str], since: str | None, head: str) -> History:
     commits = []
     since_is_ancestor = since is None or since == head
     fields: list[str] = []
-    partial = ""
+    partial: list[str] = []  # the field still being written, in pieces (a message may be huge)
     for chunk in chunks:
-        pieces = (partial + chunk).split("\0")
-        partial = pieces.pop()  # the field still being written
+        if "\0" not in chunk:
+            partial.append(chunk)
+            continue
+        pieces = chunk.split("\0")
+        if partial:
+            partial.append(pieces[0])
+            pieces[0] = "".join(partial)
+        partial = [pieces.pop()]
         fields += pieces
         complete = len(fields) - len(fields) % 4
         for index in range(0, complete, 4):
@@ -111,14 +135,18 @@ def _parse_log(chunks: Iterable[str], since: str | None, head: str) -> History:
                 since_is_ancestor = True
             if " " in parents:
                 continue  # a merge
-            text = message.strip()
-            summary = text.split("\n", 1)[0].strip() if text else "(no message)"
-            commits.append(Commit(sha.strip(), summary, author, find_bugs(message)))
+            commits.append(Commit(sha.strip(), _summary(message), author, find_bugs(message)))
         del fields[:complete]
     return History(commits, since_is_ancestor)
+
+
+def _summary(message: str) -> str:
+    """The first line of a commit message (a bare carriage return ends a line too)."""
+    text = message.strip()
+    return text.splitlines()[0].strip() if text else "(no message)"
 
 
 def commits_between(repo: GitRepo, since: str | None, head: str) -> list[Commit]:
     """Non-merge commits reachable from `head` but not from `since` (all of them when None),
     oldest first. `since` and `head` may be any revisions."""
-    return start_history(repo, since, head)().commits
+    return start_history(repo, since, head).result().commits

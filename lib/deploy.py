@@ -310,14 +310,18 @@ def build_plan(
         head=head,
         previous=last_tag,
     )
-    pending = start_history(repo, previous_sha, head_sha)
-    # While git walks the history (on another core), load what the texts need: Jinja2, the
-    # compiled templates, and the Bugzilla link helpers (checking bugzilla.url on the way).
-    preload_config(c, [SUMMARY_TEMPLATE, DESCRIPTION_TEMPLATE])
-    bug_link(str(setting(c, "bugzilla.url")), 0)
     next_tag = scheme.next(last_tag, taken, today or utc_today())
     url = compare_url(str(setting(c, "deploy.github_repo")), previous, head_sha)
-    history = pending()
+    pending = start_history(repo, previous_sha, head_sha)
+    try:
+        # While git walks the history (on another core), load what the texts need: Jinja2,
+        # the compiled templates, and the Bugzilla link helpers (checking bugzilla.url).
+        preload_config(c, [SUMMARY_TEMPLATE, DESCRIPTION_TEMPLATE])
+        bug_link(str(setting(c, "bugzilla.url")), 0)
+    except BaseException:
+        pending.cancel()
+        raise
+    history = pending.result()
     if not history.since_is_ancestor:
         raise UserError(
             f"head {head_sha[:7]} is not a descendant of the previous deploy tag {previous}; "

@@ -32,13 +32,16 @@ class TagScheme:
             raise UserError(
                 f"deploy.tag_scheme must be one of {', '.join(SCHEMES)} (got {self.kind!r})"
             )
-        if self.prefix and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", self.prefix):
+        if self.prefix and not _usable_prefix(self.prefix):
             raise UserError(f"deploy.tag_prefix {self.prefix!r} is not usable in a tag name")
 
     @property
     def _pattern(self) -> re.Pattern[str]:
+        # [0-9], not \d: \d also matches other scripts' digits ("1٠٠٠" is no deploy tag).
         body = (
-            r"(0|[1-9]\d*)" if self.kind == "integer" else r"(\d{4})\.(\d{2})\.(\d{2})(?:-(\d+))?"
+            r"(0|[1-9][0-9]*)"
+            if self.kind == "integer"
+            else r"([0-9]{4})\.([0-9]{2})\.([0-9]{2})(?:-([0-9]+))?"
         )
         return re.compile(re.escape(self.prefix) + body)
 
@@ -85,6 +88,18 @@ class TagScheme:
         if not used:
             return base
         return f"{base}-{max(used) + 1}"
+
+
+def _usable_prefix(prefix: str) -> bool:
+    """Whether tags made of `prefix` and a number or date are valid git ref names
+    (`git check-ref-format`): no "..", "//", ".lock" or "."-led path component, and only
+    letters, digits, ".", "_", "-" and "/"."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", prefix):
+        return False
+    name = f"{prefix}1"
+    if ".." in name or "//" in name:
+        return False
+    return not any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
 
 
 def scheme_from_config(c: Any) -> TagScheme:

@@ -21,6 +21,20 @@ from lib.redaction import child_environment
 #: Never let git stop to ask for a password or passphrase on a terminal we don't own.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _NO_GIT = "git is not installed (no `git` on PATH)"
+#: Variables that point git at another repository, index or history than the work tree it runs
+#: in (set, for example, inside a git hook): the tasks work on the checkout they were given.
+_REPOSITORY_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_GRAFT_FILE",
+    "GIT_SHALLOW_FILE",
+    "GIT_PREFIX",
+)
 
 
 def _first_line(text: str) -> str:
@@ -61,7 +75,7 @@ class GitRepo:
         return {
             "args": ["git", *args],
             "cwd": self.path,
-            "env": {**child_environment(), **_GIT_ENV},
+            "env": {**child_environment(also_remove=_REPOSITORY_VARIABLES), **_GIT_ENV},
         }
 
     def _run(self, args: tuple[str, ...], input: str | None = None) -> subprocess.CompletedProcess:
@@ -78,56 +92,33 @@ class GitRepo:
         except FileNotFoundError:
             raise UserError(_NO_GIT) from None
 
-    def _failed(self, args: tuple[str, ...], stderr: str) -> UserError:
-        return UserError(f"`git {args[0]}` failed in {self.path}: {_first_line(stderr)}")
+    def _failed(self, args: tuple[str, ...], stderr: str, returncode: int = 1) -> UserError:
+        if returncode < 0 and not stderr.strip():
+            reason = f"git was stopped by signal {-returncode}"
+        else:
+            reason = _first_line(stderr)
+        return UserError(f"`git {args[0]}` failed in {self.path}: {reason}")
 
     def read(self, *args: str, input: str | None = None) -> str:
         """Run a probe that must succeed; its stdout. A failure is a UserError with git's reason."""
         result = self._run(args, input=input)
         if result.returncode != 0:
-            raise self._failed(args, result.stderr)
+            raise self._failed(args, result.stderr, result.returncode)
         return result.stdout
 
-    def start(self, *args: str) -> Callable[[], str]:
-        """Start a probe in the background; call the result to wait for its stdout (with the
-        errors of `read`)."""
-        chunks = self.start_chunks(*args)
-        return lambda: "".join(chunks())
-
-    def start_chunks(self, *args: str) -> Callable[[], Iterator[str]]:
-        """Start a probe in the background (git works on another core meanwhile); call the
-        result to iterate over its stdout as git writes it, so the caller can work on the
-        first part while git produces the rest. A failure is raised at the end, as by `read`.
-        """
-        import codecs
-        import tempfile
-
-        stderr = tempfile.TemporaryFile()  # a file: git never waits for us to drain it
+    def start(self, *args: str) -> Background:
+        """Start a probe in the background (git works on another core meanwhile); read its
+        output from the returned Background. A failure is raised as by `read`."""
         try:
             process = subprocess.Popen(
                 **self._command(args),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=stderr,
+                stderr=subprocess.PIPE,
             )
         except FileNotFoundError:
-            stderr.close()
             raise UserError(_NO_GIT) from None
-        assert process.stdout is not None
-        _widen_pipe(process.stdout.fileno())
-
-        def chunks() -> Iterator[str]:
-            decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            fd = process.stdout.fileno()
-            with stderr, process.stdout:
-                while data := os.read(fd, _PIPE_SIZE):
-                    yield decoder.decode(data)
-                yield decoder.decode(b"", final=True)
-                if process.wait() != 0:
-                    stderr.seek(0)
-                    raise self._failed(args, stderr.read().decode("utf-8", "replace"))
-
-        return chunks
+        return Background(self, args, process)
 
     def try_read(self, *args: str) -> str | None:
         """Run a probe that may fail; its stdout, or None on a non-zero exit."""
@@ -150,7 +141,9 @@ class GitRepo:
             *patterns,
         )
         refs: dict[str, str | None] = {}
-        for line in out.splitlines():
+        for line in out.split("\n"):  # (not splitlines: a tag name may hold U+2028 or U+0085)
+            if not line:
+                continue
             name, kind, sha, peeled_kind, peeled_sha = line.split("\0")
             if kind == "commit":
                 refs[name] = sha
@@ -177,7 +170,7 @@ class GitRepo:
         pending = self.start("status", "--porcelain=v1", "-z", "--untracked-files=normal")
 
         def finish() -> list[str]:
-            paths, entries = [], iter(pending().split("\0"))
+            paths, entries = [], iter(pending.text().split("\0"))
             for entry in entries:
                 if len(entry) < 4:
                     continue
@@ -204,7 +197,7 @@ class GitRepo:
             )
         return [
             line.split("\t", 1)[1].removeprefix("refs/tags/")
-            for line in result.stdout.splitlines()
+            for line in result.stdout.split("\n")
             if "\t" in line
         ]
 
@@ -237,6 +230,51 @@ class GitRepo:
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self._run(("merge-base", "--is-ancestor", ancestor, descendant)).returncode == 0
+
+
+class Background:
+    """A git command running in the background: iterate over its output as git writes it
+    (`chunks`), take it whole (`text`), or stop it (`cancel`)."""
+
+    def __init__(self, repo: GitRepo, args: tuple[str, ...], process: subprocess.Popen) -> None:
+        import threading
+
+        self.repo, self.args, self.process = repo, args, process
+        assert process.stdout is not None and process.stderr is not None
+        _widen_pipe(process.stdout.fileno())
+        # git's messages are drained by a thread, so git never waits for us to read them.
+        self._errors: list[bytes] = []
+        self._error_reader = threading.Thread(
+            target=lambda: self._errors.append(process.stderr.read()), daemon=True
+        )
+        self._error_reader.start()
+
+    def chunks(self) -> Iterator[str]:
+        """git's stdout, decoded as it arrives (a character cut between two reads comes out
+        whole); a failure of git is raised at the end."""
+        import codecs
+
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        stdout = self.process.stdout
+        assert stdout is not None
+        with stdout:
+            while data := os.read(stdout.fileno(), _PIPE_SIZE):
+                yield decoder.decode(data)
+            yield decoder.decode(b"", final=True)
+        returncode = self.process.wait()
+        self._error_reader.join()
+        if returncode != 0:
+            stderr = b"".join(self._errors).decode("utf-8", "replace")
+            raise self.repo._failed(self.args, stderr, returncode)
+
+    def text(self) -> str:
+        return "".join(self.chunks())
+
+    def cancel(self) -> None:
+        """Stop git (when the result is no longer wanted)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
 
 _PIPE_SIZE = 1 << 20

@@ -22,7 +22,21 @@ def setting(c: Any, dotted: str) -> Any:
             raise UserError(
                 f"config key {dotted} is missing; it is declared in invoke.yaml"
             ) from None
+    if isinstance(node, str) and not _is_utf8(node):
+        raise UserError(
+            f"config value {dotted} holds bytes that are not UTF-8 text (check "
+            f"INVOKE_{dotted.upper().replace('.', '_')} and the config files)"
+        )
     return node
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text decoded from invalid bytes (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_dry(c: Any, dry_run: bool = False) -> bool:

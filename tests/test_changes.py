@@ -1,5 +1,7 @@
 """Bug numbers in commit messages, and the commit listing from real history."""
 
+import subprocess
+
 import pytest
 
 from lib.changes import commits_between, find_bugs, start_history
@@ -61,7 +63,7 @@ def test_find_bugs_keeps_only_numbers_that_can_be_bug_ids(message, bugs):
 
 def _history(repo_path, since, head):
     repo = open_repo(repo_path)
-    return start_history(repo, repo.rev_parse(since), repo.rev_parse(head))()
+    return start_history(repo, repo.rev_parse(since), repo.rev_parse(head)).result()
 
 
 def test_history_knows_whether_the_older_revision_is_an_ancestor(service_repo):
@@ -110,4 +112,61 @@ def test_a_failing_log_is_reported_with_gits_reason(service_repo):
     pending = start_history(repo, "0" * 40, repo.rev_parse("HEAD"))
     reason = r"`git log` failed in .*: Invalid revision range 0{40}\.\."
     with pytest.raises(UserError, match=reason):
-        pending()
+        pending.result()
+
+
+@pytest.mark.timeout(60)
+def test_long_runs_of_separators_do_not_stall_the_bug_pattern():
+    """Regression: "bug 1" followed by 26 ", " took a minute (each more doubled it): the
+    separator pattern could match the same spaces in several ways and backtracked."""
+    assert find_bugs("Fix bug 1" + ", " * 200 + "and more") == [1]
+    assert find_bugs("bug 1" + " and" * 200 + " x") == [1]
+    assert find_bugs("bug 1" + " +" * 200 + " x") == [1]
+    assert find_bugs("bugs 1" + ", 2" * 100 + " & 300") == sorted({1, 2, 300})
+
+
+def test_summary_ends_at_a_bare_carriage_return(service_repo):
+    """Regression: a message "title\\rbody" kept the \\r and the body in the change line."""
+    base = service_repo.commit("base")
+    (service_repo.path / "changes.txt").write_text("cr\n")
+    service_repo.git("add", "changes.txt")
+    service_repo.git(
+        "commit", "--quiet", "--cleanup=verbatim", "-m", "Fix bug 42 in the collector\rbody two"
+    )
+    (commit,) = commits_between(open_repo(service_repo.path), base, "HEAD")
+    assert commit.summary == "Fix bug 42 in the collector"
+    assert commit.bugs == [42]
+
+
+def test_a_message_of_megabytes_is_read_whole(service_repo, tmp_path):
+    """git writes a huge message in many pieces; they are joined once, not on each piece."""
+    base = service_repo.commit("base")
+    message = tmp_path / "message.txt"
+    message.write_text("bug 7: a huge message\n\n" + ("x" * 99 + "\n") * 60_000 + "Fixes bug 8.")
+    (service_repo.path / "changes.txt").write_text("huge\n")
+    service_repo.git("add", "changes.txt")
+    service_repo.git("commit", "--quiet", "-F", str(message))  # 6 MB: too long for -m
+    (commit,) = commits_between(open_repo(service_repo.path), base, "HEAD")
+    assert commit.summary == "bug 7: a huge message"
+    assert commit.bugs == [7, 8]
+
+
+def test_a_git_stopped_by_a_signal_says_so(service_repo):
+    service_repo.commit("base")
+    error = open_repo(service_repo.path)._failed(("log",), "", -9)
+    assert "`git log` failed" in str(error) and "stopped by signal 9" in str(error)
+
+
+def test_git_variables_pointing_elsewhere_are_ignored(service_repo, tmp_path, monkeypatch):
+    """Inside a git hook GIT_DIR (and GIT_INDEX_FILE ...) name the hook's repository; the
+    tasks must still read the checkout they were given."""
+    base = service_repo.commit("base")
+    service_repo.commit("bug 3: in the service")
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["git", "init", "--quiet", str(other)], check=True)
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(other))
+    repo = open_repo(service_repo.path)
+    assert repo.path == service_repo.path
+    assert [c.summary for c in commits_between(repo, base, "HEAD")] == ["bug 3: in the service"]

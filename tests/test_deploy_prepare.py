@@ -521,3 +521,34 @@ def test_reader_of_stdout_going_away_ends_quietly(env, service_repo):
     assert process.wait(timeout=60) == 1
     assert first.startswith(b'{"project":"socorro"')
     assert "Traceback" not in errors and "Broken" not in errors
+
+
+@pytest.mark.parametrize("odd", ["x\u2028y", "n\u0085z", "p\u2029q"])
+def test_tag_names_with_unicode_line_separators_are_ignored(invoke, service_repo, odd):
+    """Regression: a tag named with U+2028 (or U+0085, U+2029) made every run end in a
+    traceback, and a fetch brought such a tag back from the remote."""
+    service_repo.commit("work before 100")
+    service_repo.tag("100")
+    service_repo.tag(odd)
+    service_repo.commit("bug 5: after the tag")
+    plan = prepare_json(invoke, service_repo, "--offline")
+    assert (plan["previous_tag"], plan["next_tag"]) == ("100", "101")
+
+
+def test_dirty_path_with_a_newline_keeps_the_error_on_one_line(invoke, service_repo):
+    service_repo.commit("work")
+    (service_repo.path / "two\nlines.txt").write_text("x")
+    assert "two\\nlines.txt" in fail(invoke, service_repo.path, "--offline")
+
+
+def test_setting_with_bytes_that_are_not_utf8_is_one_line_error(invoke, tagged_repo):
+    """Regression: INVOKE_DEPLOY_PROJECT=$'so\\xffcorro' ended in a UnicodeEncodeError
+    traceback while the link was built."""
+    line = fail(
+        invoke,
+        tagged_repo.path,
+        "--offline",
+        extra_env={"INVOKE_DEPLOY_PROJECT": "so\udcffcorro"},  # the byte 0xff, as Python keeps it
+    )
+    assert "config value deploy.project holds bytes that are not UTF-8" in line
+    assert "INVOKE_DEPLOY_PROJECT" in line

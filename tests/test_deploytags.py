@@ -56,3 +56,24 @@ def test_date_tag_after_today_is_refused():
 def test_unknown_scheme_is_refused():
     with pytest.raises(UserError, match="deploy.tag_scheme"):
         TagScheme("semver")
+
+
+@pytest.mark.parametrize("prefix", ["v", "release-", "deploys/", "v.", "ops/prod_"])
+def test_prefixes_that_make_valid_tag_names(prefix):
+    assert TagScheme("date", prefix).next(None, [], datetime.date(2026, 1, 5)).startswith(prefix)
+
+
+@pytest.mark.parametrize("prefix", ["v..", "v//", "x.lock/", "v/.", ".v", "-v", "v 1", "v~"])
+def test_prefixes_git_would_refuse_in_a_tag_name(prefix):
+    """Regression: "v.." and the like were accepted, and the plan proposed tags that
+    `git check-ref-format` rejects."""
+    with pytest.raises(UserError, match="is not usable in a tag name"):
+        TagScheme("date", prefix)
+
+
+def test_digits_of_other_scripts_are_not_deploy_tags():
+    """Regression: `\\d` matched "1٠٠٠" (Arabic-Indic zeros), so it became the last tag."""
+    scheme = TagScheme("integer")
+    assert scheme.previous(["100", "1٠٠٠"]) == "100"
+    assert scheme.next("100", ["100", "1٠٠٠"], datetime.date(2026, 1, 5)) == "101"
+    assert not TagScheme("date").is_valid("٢٠٢٦.01.05")
