@@ -12,6 +12,27 @@ def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def write_bytes(data: bytes) -> None:
+    """Write encoded data (e.g. JSON from orjson) to stdout, after any text already printed,
+    without decoding and re-encoding it."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (e.g. replaced by a caller): write it as text
+        sys.stdout.write(data.decode())
+    else:
+        # Unbuffered (python -u, PYTHONUNBUFFERED) this is the raw file, whose write may take
+        # only part of the data (as much as a pipe has room for): write until all is out.
+        import select
+
+        view = memoryview(data)
+        while view:
+            written = buffer.write(view)
+            if not written:  # a non-blocking stdout that is full: wait for room
+                select.select([], [buffer], [], 1.0)
+            view = view[written or 0 :]
+    sys.stdout.flush()
+
+
 def _stdout_reader_is_gone() -> bool:
     """Whether stdout is a pipe whose reading end was closed (`invoke ... | head`)."""
     import select

@@ -52,13 +52,14 @@ class DeployPlan:
         return not self.commits
 
     def to_json(self) -> dict[str, Any]:
+        """The plan for `--json`; `commits` holds the Commit objects themselves (see json_bytes)."""
         return {
             "project": self.project,
             "previous_tag": self.previous_tag,
             "previous_sha": self.previous_sha,
             "next_tag": self.next_tag,
             "head": self.head,
-            "commits": [c.to_json() for c in self.commits],
+            "commits": self.commits,
             "bugs": self.bugs,
             "compare_url": self.compare_url,
             "summary": self.summary,
@@ -66,6 +67,15 @@ class DeployPlan:
             "nothing_to_deploy": self.nothing_to_deploy,
             **self.extra,
         }
+
+    def json_bytes(self) -> bytes:
+        """The plan as one line of JSON (UTF-8)."""
+        import orjson
+
+        try:
+            return orjson.dumps(self.to_json())
+        except orjson.JSONEncodeError as exc:  # e.g. a setting holding bytes that are not UTF-8
+            raise UserError(f"could not write the plan as JSON: {exc}") from None
 
 
 def _list_some(paths: list[str], most: int = 5) -> str:

@@ -523,6 +523,38 @@ def test_reader_of_stdout_going_away_ends_quietly(env, service_repo):
     assert "Traceback" not in errors and "Broken" not in errors
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_json_reaches_a_slow_reader_whole(env, service_repo, unbuffered):
+    """The plan (megabytes of JSON, written as bytes) reaches a slow reader whole, buffered or
+    not. Unbuffered, stdout's binary layer is the raw file, whose write may take only part of the
+    data (interrupted by a signal, or the reader leaving): test_reader_of_stdout_going_away_...
+    checks that the rest is still written (and fails when the reader is gone)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import PROJECT_ROOT
+
+    service_repo.commit("work before 100")
+    service_repo.tag("100")
+    service_repo.many_commits(3000, message="bug {n}: change number {n}")  # > 64 KiB of JSON
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT)]
+        + ["deploy.prepare", "--repo", str(service_repo.path), "--offline", "--json"],
+        env={**env, "PYTHONUNBUFFERED": unbuffered},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # let the task fill the pipe and find it full
+    out = process.stdout.read()
+    assert process.wait(timeout=60) == 0
+    plan = json.loads(out)
+    assert len(plan["commits"]) == 3000
+    assert plan["commits"][-1]["short"] == plan["commits"][-1]["sha"][:7]
+
+
 @pytest.mark.parametrize("odd", ["x\u2028y", "n\u0085z", "p\u2029q"])
 def test_tag_names_with_unicode_line_separators_are_ignored(invoke, service_repo, odd):
     """Regression: a tag named with U+2028 (or U+0085, U+2029) made every run end in a

@@ -6,8 +6,7 @@ import json
 
 from invoke import task
 
-from lib.console import info
-from lib.errors import UserError
+from lib.console import info, write_bytes
 from lib.settings import resolve_path, setting
 
 
@@ -69,14 +68,9 @@ def prepare(
             c, plan, file_bug=file_bug, needinfo=needinfo, priority=priority, assignee=assignee
         )
     if json_:
-        import orjson
-
         if plan.extra.get("enter_bug_url_omits_description"):
             info(f"note: {deploy_bug.LINK_OMITS_DESCRIPTION}: paste the plan's description")
-        try:
-            print(orjson.dumps(plan.to_json()).decode())
-        except orjson.JSONEncodeError as exc:  # e.g. a setting holding bytes that are not UTF-8
-            raise UserError(f"could not write the plan as JSON: {exc}") from None
+        write_bytes(plan.json_bytes() + b"\n")
     elif not plan.nothing_to_deploy:
         print(f"summary:\n{plan.summary}\n\ndescription:\n\n{plan.description}")
         print("\n".join(deploy_bug.outcome_lines(plan)))
