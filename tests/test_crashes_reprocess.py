@@ -238,24 +238,233 @@ def test_retries_are_bounded_then_a_rerun_resumes(invoke, crashstats, crashstats
     assert not (tmp_path / "ids.txt.reprocess-journal").exists()
 
 
-def test_changed_input_with_an_old_journal_asks_for_restart(
+def _stop_at(fake, ids, index):
+    """Make the server refuse ids[index] (HTTP 400): a run stops at that id's chunk, and every
+    chunk before it is accepted and journaled."""
+    fake.reject_ids = {ids[index]}
+
+
+def _changed_line(stderr):
+    lines = [line for line in stderr.splitlines() if "the input changed" in line]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_edited_file_resumes_without_resending(invoke, crashstats, crashstats_env, tmp_path):
+    every = ids_of(crashstats)
+    ids = every[:200]
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    _stop_at(crashstats, ids, 120)  # chunks 1-2 (ids 0-99) accepted, then a 400
+    assert reprocess(invoke, crashstats, crashstats_env, "--input", str(path)).returncode == 1
+    assert set(crashstats.accepted) == set(ids[:100])
+    crashstats.reject_ids = set()
+    # The release engineer edits the file: drops 3 accepted ids and 2 not yet sent, adds 20,
+    # and re-sorts it.
+    added = every[200:220]
+    edited = sorted(ids[3:150] + ids[152:] + added)
+    path.write_text("\n".join(edited) + "\n")
+    dry = reprocess(invoke, crashstats, crashstats_env, "--input", str(path), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would send 118 ids in 3 chunks" in dry.stderr and crashstats.reprocess_requests == 3
+    result = reprocess(invoke, crashstats, crashstats_env, "--input", str(path))
+    assert result.returncode == 0, result.stderr
+    assert _changed_line(result.stderr) == (
+        f"resuming from {path}.reprocess-journal; the input changed since the journal was "
+        f"written: 97 ids already accepted are skipped, 20 new ids to send, 98 still to send "
+        f"from before, 5 no longer in the input are not sent (--restart sends everything)"
+    )
+    assert _changed_line(dry.stderr) == _changed_line(result.stderr)
+    assert "reprocessing 118 crash ids" in result.stderr
+    # What the server received: each id once; the removed ones that were not sent, never.
+    assert set(crashstats.accepted) == set(ids[:150] + ids[152:] + added)
+    assert crashstats.resent == 0
+    assert ids[150] not in crashstats.accepted and ids[151] not in crashstats.accepted
+    assert (
+        "summary: 118 ids sent and accepted in 3 chunks (97 accepted by an earlier run); "
+        "215/215 done" in result.stderr
+    )
+    assert not list(tmp_path.glob("*journal*"))
+
+
+def test_reordered_file_resumes_and_says_nothing_was_added(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    ids = ids_of(crashstats, 150)
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    _stop_at(crashstats, ids, 60)
+    assert reprocess(invoke, crashstats, crashstats_env, "--input", str(path)).returncode == 1
+    crashstats.reject_ids = set()
+    path.write_text("\n".join(reversed(ids)) + "\n")
+    result = reprocess(invoke, crashstats, crashstats_env, "--input", str(path))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "50 ids already accepted are skipped, 0 new ids to send, 100 still to send from "
+        "before, 0 no longer in the input are not sent" in _changed_line(result.stderr)
+    )
+    assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
+
+
+def test_stdin_that_gained_ids_resumes_and_unrelated_stdin_is_kept_apart(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    every = ids_of(crashstats)
+    ids = every[:300]
+    cache = tmp_path / "crashes-cache"
+    _stop_at(crashstats, ids, 160)  # 3 chunks accepted
+    first = reprocess(invoke, crashstats, crashstats_env, input="\n".join(ids) + "\n")
+    assert first.returncode == 1 and len(list(cache.glob("reprocess-*.sqlite"))) == 1
+    crashstats.reject_ids = set()
+    # Meanwhile another stdin run with other ids: it shares no id, so it has its own journal.
+    others = every[1000:1040]
+    other = reprocess(invoke, crashstats, crashstats_env, input="\n".join(others) + "\n")
+    assert other.returncode == 0, other.stderr
+    assert "resuming" not in other.stderr and "the input changed" not in other.stderr
+    assert len(list(cache.glob("reprocess-*.sqlite"))) == 1  # the unfinished one is kept
+    # `fetch-ids ... | reprocess` again: the output gained 25 ids and comes in another order.
+    regenerated = every[300:325] + list(reversed(ids))
+    result = reprocess(invoke, crashstats, crashstats_env, input="\n".join(regenerated) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "150 ids already accepted are skipped, 25 new ids to send, 150 still to send from "
+        "before, 0 no longer in the input are not sent" in _changed_line(result.stderr)
+    )
+    assert set(crashstats.accepted) == set(ids + others + every[300:325])
+    assert crashstats.resent == 0
+    assert not list(cache.glob("reprocess-*"))
+
+
+def test_crash_ids_given_again_with_one_more_resume(invoke, crashstats, crashstats_env):
+    ids = ids_of(crashstats, 3)
+    crashstats.reject_ids = {ids[1]}
+    args = ["--chunk-size", "1"]
+    first = reprocess(
+        invoke, crashstats, crashstats_env, *args, "--crash-id", ids[0], "--crash-id", ids[1]
+    )
+    assert first.returncode == 1 and set(crashstats.accepted) == {ids[0]}
+    crashstats.reject_ids = set()
+    given = [part for crash_id in ids for part in ("--crash-id", crash_id)]
+    result = reprocess(invoke, crashstats, crashstats_env, *args, *given)
+    assert result.returncode == 0, result.stderr
+    assert "1 ids already accepted are skipped, 1 new ids to send" in result.stderr
+    assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
+
+
+def test_a_file_journal_of_another_ruleset_or_host_is_refused(
     invoke, crashstats, crashstats_env, tmp_path
 ):
     ids = ids_of(crashstats, 100)
     path = tmp_path / "ids.txt"
     path.write_text("\n".join(ids) + "\n")
-    crashstats.fault_rate = 1.0
-    crashstats.fault_kinds = ("500",)
-    env = dict(crashstats_env, INVOKE_CRASHES_MAX_ATTEMPTS="2")
-    assert reprocess(invoke, crashstats, env, "--input", str(path)).returncode == 1
-    crashstats.fault_rate = 0.0
-    path.write_text("\n".join(ids[:60]) + "\n")
-    result = reprocess(invoke, crashstats, env, "--input", str(path))
-    assert result.returncode == 1 and "--restart" in result.stderr
-    assert not crashstats.accepted
-    result = reprocess(invoke, crashstats, env, "--input", str(path), "--restart")
+    _stop_at(crashstats, ids, 70)
+    assert reprocess(invoke, crashstats, crashstats_env, "--input", str(path)).returncode == 1
+    crashstats.reject_ids = set()
+    result = reprocess(
+        invoke,
+        crashstats,
+        crashstats_env,
+        "--input",
+        str(path),
+        "--ruleset",
+        "regenerate_signature",
+    )
+    assert result.returncode == 1
+    assert (
+        f"the journal {path}.reprocess-journal was written for ruleset default (this run: "
+        f"regenerate_signature); ids accepted for another host or ruleset are never taken as "
+        f"done" in result.stderr
+    )
+    other_host = crashstats.url.replace("127.0.0.1", "localhost")
+    result = invoke(
+        "crashes.reprocess", "--host", other_host, "--input", str(path), extra_env=crashstats_env
+    )
+    assert result.returncode == 1
+    assert f"was written for host {crashstats.url} (this run: {other_host})" in result.stderr
+    assert crashstats.reprocess_requests == 2 and set(crashstats.accepted) == set(ids[:50])
+    # `--ruleset default` is what the server does without a ruleset: the same journal.
+    result = reprocess(
+        invoke, crashstats, crashstats_env, "--input", str(path), "--ruleset", "default"
+    )
     assert result.returncode == 0, result.stderr
-    assert set(crashstats.accepted) == set(ids[:60])
+    assert "50 of 100 ids were accepted by an earlier run" in result.stderr
+    assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
+
+
+def test_stdin_of_another_ruleset_is_sent_in_full_and_kept_apart(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    ids = ids_of(crashstats, 100)
+    text = "\n".join(ids) + "\n"
+    _stop_at(crashstats, ids, 70)
+    assert reprocess(invoke, crashstats, crashstats_env, input=text).returncode == 1
+    crashstats.reject_ids = set()
+    regen = ("--ruleset", "regenerate_signature")
+    result = reprocess(invoke, crashstats, crashstats_env, *regen, input=text)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" not in result.stderr
+    assert crashstats.accepted_rulesets == {"default": 50, "regenerate_signature": 100}
+    # The default run's journal is still there and still resumes.
+    result = reprocess(invoke, crashstats, crashstats_env, input=text)
+    assert result.returncode == 0, result.stderr
+    assert "50 of 100 ids were accepted by an earlier run" in result.stderr
+    assert crashstats.accepted_rulesets == {"default": 100, "regenerate_signature": 100}
+    assert set(crashstats.accepted) == set(ids)
+    assert all(crashstats.accepted[crash_id] == 2 for crash_id in ids)
+
+
+def test_restart_forgets_the_journal_and_resends_everything(
+    invoke, crashstats, crashstats_env, tmp_path
+):
+    every = ids_of(crashstats)
+    ids = every[:100]
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    _stop_at(crashstats, ids, 70)
+    assert reprocess(invoke, crashstats, crashstats_env, "--input", str(path)).returncode == 1
+    crashstats.reject_ids = set()
+    path.write_text("\n".join(ids + every[100:110]) + "\n")
+    result = reprocess(invoke, crashstats, crashstats_env, "--input", str(path), "--restart")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"--restart: discarded the journal {path}.reprocess-journal; every id is sent, "
+        f"including the 50 it had as accepted" in result.stderr
+    )
+    assert "the input changed" not in result.stderr and "resuming" not in result.stderr
+    assert set(crashstats.accepted) == set(every[:110])
+    assert [crashstats.accepted[i] for i in ids[:50]] == [2] * 50
+    assert crashstats.resent == 50
+
+
+def test_journal_of_the_previous_format_is_resumed(invoke, crashstats, crashstats_env, tmp_path):
+    """A journal written before the ledger (accepted chunks as a prefix of the input)."""
+    import hashlib
+    import sqlite3
+
+    ids = ids_of(crashstats, 100)
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    digest = hashlib.sha256("".join(f"{i}\n" for i in ids).encode()).hexdigest()
+    db = sqlite3.connect(f"{path}.reprocess-journal")
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+        "CREATE TABLE ids (seq INTEGER PRIMARY KEY, crash_id TEXT NOT NULL);"
+        "CREATE TABLE chunks (last_seq INTEGER PRIMARY KEY, size INTEGER, accepted_at REAL);"
+        "CREATE TABLE refused (seq INTEGER PRIMARY KEY, crash_id TEXT NOT NULL, message TEXT);"
+    )
+    meta = {"version": "1", "input": digest, "host": crashstats.url, "ruleset": ""}
+    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+    db.executemany("INSERT INTO ids VALUES (?, ?)", enumerate(ids, 1))
+    db.executemany("INSERT INTO chunks VALUES (?, 20, 0)", [(20,), (40,)])
+    db.execute("INSERT INTO refused VALUES (7, ?, 'not valid')", (ids[6],))
+    db.commit()
+    db.close()
+    result = reprocess(invoke, crashstats, crashstats_env, "--input", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "39 of 100 ids were accepted by an earlier run (1 refused by the server)" in (
+        result.stderr
+    )
+    assert set(crashstats.accepted) == set(ids[40:]) and crashstats.resent == 0
 
 
 @pytest.mark.parametrize("how", ["global", "flag"])
@@ -336,6 +545,44 @@ def test_kill_9_mid_run_then_resume_sends_at_most_one_chunk_again(crashstats, cr
     assert GOOD_TOKEN not in stderr
 
 
+def test_kill_9_mid_run_then_an_edited_file_resends_only_the_chunk_in_flight(
+    crashstats, crashstats_env, env, tmp_path
+):
+    ids = ids_of(crashstats)  # 2,000 ids, 40 chunks of 50
+    first, extra = ids[:1500], ids[1500:1530]
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(first) + "\n")
+    crashstats.hold_request = 15
+    full_env = {**env, **crashstats_env}
+    args = ["crashes.reprocess", "--host", crashstats.url, "--input", str(path)]
+    process = _popen(args, full_env, stdin=subprocess.DEVNULL)
+    assert crashstats.holding.wait(timeout=60), "the client never reached chunk 15"
+    os.kill(process.pid, signal.SIGKILL)  # chunk 15 is in flight
+    process.wait(timeout=30)
+    crashstats.release.set()  # the server still accepts chunk 15 after the client died
+    for _ in range(200):  # bounded wait for the held handler
+        if crashstats.distinct_accepted == 15 * 50:
+            break
+        time.sleep(0.05)
+    assert crashstats.distinct_accepted == 15 * 50
+    crashstats.hold_request = None
+    # Edited while it was down: 10 ids not yet sent are dropped, 30 added, all re-sorted.
+    kept = first[:1000] + first[1010:]
+    path.write_text("\n".join(sorted(kept + extra)) + "\n")
+    rerun = _popen(args, full_env, stdin=subprocess.DEVNULL)
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert (
+        "700 ids already accepted are skipped, 30 new ids to send, 790 still to send from "
+        "before, 10 no longer in the input are not sent" in _changed_line(stderr)
+    )
+    assert set(crashstats.accepted) == set(kept + extra)
+    assert not set(crashstats.accepted) & set(first[1000:1010])
+    # Only the chunk in flight at the kill (accepted, but not yet journaled) went twice.
+    assert crashstats.resent == 50
+    assert all(crashstats.accepted[i] == 2 for i in first[700:750])
+
+
 def test_ctrl_c_keeps_the_journal_and_a_rerun_resumes(crashstats, crashstats_env, env, tmp_path):
     ids = ids_of(crashstats, 500)
     path = tmp_path / "ids.txt"
@@ -398,6 +645,64 @@ print(plan.stats.distinct, plan.stats.duplicates, chunks, peak_kib())
     assert result.returncode == 0, result.stderr
     distinct, duplicates, chunks, peak_kib = map(int, result.stdout.split())
     assert (distinct, duplicates, chunks) == (1_000_000, 100_000, 20_000)
+    assert peak_kib < 80 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+_CHANGED_MILLION = r"""
+import sys
+from pathlib import Path
+from lib.reprocess import prepare
+
+def ident(n):
+    return f"{n:08x}-aaaa-4bbb-8ccc-{n % 16**6:06x}261101\n"
+
+def peak_kib():
+    status = Path("/proc/self/status").read_text()
+    return int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM:")))
+
+options = dict(source="stdin", journal_path=None, cache_dir=Path(sys.argv[1]), host="http://x",
+               ruleset="", skip_invalid=False, allow_many=True, restart=False, dry_run=False)
+if sys.argv[2] == "first":  # 1,000,000 ids, the first 500,000 accepted, then the run stops
+    plan = prepare((ident(n) for n in range(1_000_000)), **options)
+    for number, chunk in enumerate(plan.journal.pending_chunks(1000), 1):
+        plan.journal.mark_accepted(chunk)
+        if number == 500:
+            break
+    plan.close()
+else:  # regenerated: 1,000 ids fewer, 2,000 more, in reverse order
+    def lines():
+        for n in range(999_999, 999, -1):
+            yield ident(n)
+        for n in range(1_000_000, 1_002_000):
+            yield ident(n)
+    plan = prepare(lines(), **options)
+    c = plan.changes
+    chunks = sum(1 for _ in plan.journal.pending_chunks(50))
+    print(c.skipped, c.new, c.still, c.removed, chunks, peak_kib())
+"""
+
+
+def test_memory_stays_flat_resuming_a_changed_million_ids(tmp_path):
+    """Carrying a journal of 500,000 accepted ids over to a changed input of a million."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc/self/status (VmHWM) to measure the peak")
+
+    def step(name):
+        return subprocess.run(
+            [sys.executable, "-c", _CHANGED_MILLION, str(tmp_path), name],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    first = step("first")
+    assert first.returncode == 0, first.stderr
+    second = step("second")
+    assert second.returncode == 0, second.stderr
+    skipped, new, still, removed, chunks, peak_kib = map(int, second.stdout.split())
+    assert (skipped, new, still, removed) == (499_000, 2_000, 500_000, 1_000)
+    assert chunks == 502_000 // 50
     assert peak_kib < 80 * 1024, f"peak RSS {peak_kib} KiB"
 
 

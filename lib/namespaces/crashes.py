@@ -49,8 +49,9 @@ def _progress_on_terminal():
         "crash_id": "One crash id (bare, bp-<id> or a report URL); repeat for a few more.",
         "input": "File of crash ids, one per line ('-' means stdin). With no ids given at all, "
         "they are read from stdin when it is not a terminal.",
-        "journal": "Journal file recording accepted chunks (default: <file>.reprocess-journal "
-        "beside the input file; for stdin, a file keyed by its content in crashes.cache_dir).",
+        "journal": "Journal file recording the accepted ids (default: <file>.reprocess-journal "
+        "beside the input file; for stdin and --crash-id, in crashes.cache_dir, the unfinished "
+        "journal of the same host and ruleset that shares accepted ids with the input).",
         "ruleset": "Processor ruleset: default or regenerate_signature (sends <id>:<ruleset>).",
         "chunk_size": "Ids per request (default: crashes.chunk_size, 50).",
         "sleep": "Seconds to sleep between chunks (default: crashes.sleep, 1).",
@@ -58,7 +59,7 @@ def _progress_on_terminal():
         "skip_invalid": "Leave invalid lines out instead of refusing the whole input.",
         "skip_refused": "When the server refuses a chunk (HTTP 400) naming some of its ids, "
         "record those as refused and send the rest of the chunk, then go on.",
-        "restart": "Discard an existing journal for this input and start from the first chunk.",
+        "restart": "Forget the journal of this input and send every id again.",
         "host": "Crash Stats base URL (default: crashes.host).",
         "dry_run": "List the chunks that would be sent; send nothing (same as `invoke --dry`).",
     },
@@ -84,7 +85,7 @@ def reprocess(
     import sys
 
     from lib.console import stdin_is_terminal
-    from lib.reprocess import Options, default_cache_dir, run
+    from lib.reprocess import Options, default_cache_dir, input_journal_path, run
 
     ids = list(crash_id or [])
     if ids and input:
@@ -126,9 +127,12 @@ def reprocess(
         if not path.is_file():
             raise UserError(f"--input {input}: no such file")
         if options.journal is None:
+            # A file's journal belongs to the file (its path), whatever its content becomes.
             beside = path.parent / f"{path.name}.reprocess-journal"
             if os.access(path.parent, os.W_OK):
                 options.journal = beside
+            else:
+                options.journal = input_journal_path(options.cache_dir, path)
         with open(path, encoding="utf-8-sig", errors="replace", newline=None) as stream:
             return run(stream, str(path), options)
     if input != "-" and (sys.stdin is None or stdin_is_terminal()):
