@@ -583,6 +583,42 @@ def test_kill_9_mid_run_then_an_edited_file_resends_only_the_chunk_in_flight(
     assert all(crashstats.accepted[i] == 2 for i in first[700:750])
 
 
+def test_refused_ids_stay_out_after_the_file_is_edited(crashstats, crashstats_env, env, tmp_path):
+    every = ids_of(crashstats)
+    ids = every[:200]
+    bad = ids[60]
+    crashstats.reject_ids = {bad}
+    crashstats.hold_request = 4  # 1: chunk 1; 2: chunk 2 refused; 3: chunk 2's rest; 4: chunk 3
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    full_env = {**env, **crashstats_env}
+    args = ["crashes.reprocess", "--host", crashstats.url, "--input", str(path)]
+    process = _popen([*args, "--skip-refused"], full_env, stdin=subprocess.DEVNULL)
+    assert crashstats.holding.wait(timeout=60)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    crashstats.release.set()
+    for _ in range(200):  # bounded wait for the held handler (chunk 3)
+        if crashstats.distinct_accepted == 149:
+            break
+        time.sleep(0.05)
+    crashstats.hold_request = None
+    crashstats.reject_ids = set()
+    path.write_text("\n".join(ids + every[200:210]) + "\n")
+    rerun = _popen(args, full_env, stdin=subprocess.DEVNULL)
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert (
+        "99 ids already accepted are skipped, 10 new ids to send, 100 still to send from "
+        "before, 1 refused by the server stay out, 0 no longer in the input are not sent"
+        in _changed_line(stderr)
+    )
+    assert bad not in crashstats.accepted
+    assert set(crashstats.accepted) == set(ids + every[200:210]) - {bad}
+    assert crashstats.resent == 50  # chunk 3, in flight at the kill
+    assert f"refused by the server and left out: {bad}" in stderr
+
+
 def test_ctrl_c_keeps_the_journal_and_a_rerun_resumes(crashstats, crashstats_env, env, tmp_path):
     ids = ids_of(crashstats, 500)
     path = tmp_path / "ids.txt"
