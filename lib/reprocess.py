@@ -118,6 +118,12 @@ class Journal:
     def total(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM ids").fetchone()[0])
 
+    @property
+    def last_accepted_at(self) -> float | None:
+        """When the server last accepted a chunk of this journal (epoch seconds), if ever."""
+        value = self.db.execute("SELECT MAX(accepted_at) FROM chunks").fetchone()[0]
+        return float(value) if value is not None else None
+
     def done_in_input(self) -> tuple[int, int]:
         """(ids of the input already accepted, ids of the input refused and not accepted)."""
         ledger = self.db.execute(
@@ -259,7 +265,7 @@ class Changes:
     still: int = 0  # ids of the previous input not accepted yet, to send
     removed: int = 0  # ids of the previous input that are no longer in it: not sent
 
-    def describe(self, path: Path) -> str:
+    def describe(self, path: Path, age: str) -> str:
         parts = [
             f"{self.skipped:,} ids already accepted are skipped",
             f"{self.new:,} new ids to send",
@@ -270,7 +276,7 @@ class Changes:
             parts.append(f"{self.refused:,} refused by the server stay out")
         parts.append(f"{self.removed:,} no longer in the input are not sent")
         return (
-            f"resuming from {path}; the input changed since the journal was written: "
+            f"resuming from {path}{age}; the input changed since the journal was written: "
             f"{', '.join(parts)} (--restart sends everything)"
         )
 
@@ -820,12 +826,13 @@ def run(lines: Iterable[str], source: str, options: Options) -> Outcome:
     already, refused_before = journal.done_in_input()
     position = already + refused_before  # ids of the input handled by earlier runs
     outcome = Outcome(total=journal.total, already=already, refused=refused_before)
+    age = _age_note(journal.last_accepted_at)
     if plan.changes:
-        info(plan.changes.describe(plan.path or journal.path))
+        info(plan.changes.describe(plan.path or journal.path, age))
     elif position:
         refused_note = f" ({refused_before:,} refused by the server)" if refused_before else ""
         info(
-            f"resuming from {plan.path or journal.path}: {outcome.already:,} of "
+            f"resuming from {plan.path or journal.path}{age}: {outcome.already:,} of "
             f"{outcome.total:,} ids were accepted by an earlier run{refused_note}"
         )
     if plan.discarded is not None:
@@ -888,6 +895,19 @@ def run(lines: Iterable[str], source: str, options: Options) -> Outcome:
     plan.discard()
     info(summary(outcome, plan.stats))
     return outcome
+
+
+def _age_note(when: float | None, now: float | None = None) -> str:
+    """` (last chunk accepted 3 days ago)`, so that resuming an old, abandoned journal (whose
+    accepted ids are then skipped) does not go unnoticed; empty when nothing was accepted."""
+    if when is None:
+        return ""
+    seconds = max(0.0, (time.time() if now is None else now) - when)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f" (last chunk accepted {count} {unit}{'s' if count != 1 else ''} ago)"
+    return " (last chunk accepted less than a minute ago)"
 
 
 def _list_chunks(plan: Plan, options: Options, outcome: Outcome) -> Outcome:

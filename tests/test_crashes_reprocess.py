@@ -270,9 +270,10 @@ def test_edited_file_resumes_without_resending(invoke, crashstats, crashstats_en
     result = reprocess(invoke, crashstats, crashstats_env, "--input", str(path))
     assert result.returncode == 0, result.stderr
     assert _changed_line(result.stderr) == (
-        f"resuming from {path}.reprocess-journal; the input changed since the journal was "
-        f"written: 97 ids already accepted are skipped, 20 new ids to send, 98 still to send "
-        f"from before, 5 no longer in the input are not sent (--restart sends everything)"
+        f"resuming from {path}.reprocess-journal (last chunk accepted less than a minute ago); "
+        f"the input changed since the journal was written: 97 ids already accepted are "
+        f"skipped, 20 new ids to send, 98 still to send from before, 5 no longer in the input "
+        f"are not sent (--restart sends everything)"
     )
     assert _changed_line(dry.stderr) == _changed_line(result.stderr)
     assert "reprocessing 118 crash ids" in result.stderr
@@ -285,6 +286,40 @@ def test_edited_file_resumes_without_resending(invoke, crashstats, crashstats_en
         "215/215 done" in result.stderr
     )
     assert not list(tmp_path.glob("*journal*"))
+
+
+def test_resuming_an_old_journal_says_how_old_it_is(invoke, crashstats, crashstats_env, tmp_path):
+    """An abandoned journal taken up days later skips the ids it had as accepted: the resume line
+    says when its last chunk was accepted, so that is noticed (and --restart is an option)."""
+    import sqlite3
+
+    ids = ids_of(crashstats)[:200]
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    _stop_at(crashstats, ids, 120)
+    assert reprocess(invoke, crashstats, crashstats_env, "--input", str(path)).returncode == 1
+    crashstats.reject_ids = set()
+    journal = sqlite3.connect(f"{path}.reprocess-journal")
+    with journal:
+        journal.execute("UPDATE chunks SET accepted_at = accepted_at - 3 * 86400 - 60")
+    journal.close()
+    result = reprocess(invoke, crashstats, crashstats_env, "--input", str(path))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"resuming from {path}.reprocess-journal (last chunk accepted 3 days ago): 100 of 200 "
+        f"ids were accepted by an earlier run" in result.stderr
+    )
+    assert set(crashstats.accepted) == set(ids) and crashstats.resent == 0
+
+
+def test_age_note_wording():
+    from lib.reprocess import _age_note
+
+    assert _age_note(None) == ""
+    assert _age_note(1000.0, now=1030.0) == " (last chunk accepted less than a minute ago)"
+    assert _age_note(0.0, now=61.0) == " (last chunk accepted 1 minute ago)"
+    assert _age_note(0.0, now=2 * 3600 + 5) == " (last chunk accepted 2 hours ago)"
+    assert _age_note(0.0, now=86400 * 12) == " (last chunk accepted 12 days ago)"
 
 
 def test_reordered_file_resumes_and_says_nothing_was_added(
