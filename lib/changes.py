@@ -8,16 +8,30 @@ from dataclasses import dataclass, field
 
 from lib.gitrepo import Background, GitRepo
 
-_NUMBER = r"#?\d+\b"
-#: Written so that each space can be matched in one way only: a pattern where it could go to
-#: either of two neighbouring parts backtracks exponentially on a long ", , , ," run.
-_SEPARATOR = r"[ \t]*(?:(?:,|&|\+|\band\b)[ \t]*)+"
-#: "bug 123", "bug-123", "Bug 123: ...", "bug #123", "bugs 1, 2 & 3", "bug 1 and 2", "bugs: 4+5".
-#: Matched against the lowercased message (faster than a case-insensitive pattern).
-BUG_RE = re.compile(
-    rf"\bbugs?[ \t]*[:\-]?[ \t]*({_NUMBER}(?:(?:{_SEPARATOR}|[ \t]+)(?:bugs?[ \t-]*)?{_NUMBER})*)"
+#: A bug number: ASCII digits ("1٢3" is none), not part of a date or version ("2024-01-01",
+#: "12.5"), optionally written "#123".
+_NUMBER = r"#?[0-9]+\b(?![.\-][0-9])"
+_LEAD = r"[ \t]*[:\-]?[ \t]*"
+#: Separators, written so that each space can be matched in one way only: a pattern where it
+#: could go to either of two neighbouring parts backtracks exponentially on a long ", , , ," run.
+_COMMAS = r"[ \t]*(?:[,&][ \t]*)+"
+_ANY_SEPARATOR = r"[ \t]*(?:(?:[,&+]|\band\b)[ \t]*)+"
+#: After "bugs", any list: "bugs 1, 2 & 3", "bugs 4+5", "bugs 1 and 2".
+_PLURAL_NEXT = rf"{_ANY_SEPARATOR}(?:bugs?[ \t\-]*)?{_NUMBER}"
+#: After a single "bug", a list continues with commas or "&" ("bug 111, 222 & 333",
+#: "bug-1, bug-2"), with "and"/"+" only before another "bug" ("bug 1 and bug 2") or before a
+#: number that ends the phrase ("bug 7 and 8", "bug 7 and 8: ..."): in "bug 1900000 and 3
+#: related issues" or "Bug 1900000 + 2 tests" the 3 and the 2 are no bugs. Bare spaces never
+#: separate bug numbers ("bug 1900000 64 bit").
+_SINGULAR_NEXT = (
+    rf"{_COMMAS}(?:bug[ \t\-]*)?{_NUMBER}|{_ANY_SEPARATOR}bugs?[ \t\-]*{_NUMBER}"
+    rf"|{_ANY_SEPARATOR}{_NUMBER}(?![ \t]*(?!and\b)\w)"
 )
-_DIGITS = re.compile(r"\d+")
+#: "bug 123", "bug-123", "Bug 123: ...", "bug #123", "bugs 1, 2 & 3", "bug 1 and bug 2".
+#: Matched against the lowercased message (faster than a case-insensitive pattern); group 2
+#: holds the numbers.
+BUG_RE = re.compile(rf"\bbug(s)?{_LEAD}({_NUMBER}(?:(?(1){_PLURAL_NEXT}|(?:{_SINGULAR_NEXT})))*)")
+_DIGITS = re.compile(r"[0-9]+")
 #: Bugzilla's bug ids are positive 32-bit integers; a longer number is not a bug reference.
 MAX_BUG_ID = 2**31 - 1
 
@@ -28,11 +42,11 @@ def find_bugs(text: str) -> list[int]:
     if "bug" not in lowered:
         return []
     groups = _find_bug_groups(lowered)
-    if len(groups) == 1 and groups[0].isdigit():  # the common case: one bug, one number
-        number = int(groups[0])
+    if len(groups) == 1 and groups[0][1].isdigit():  # the common case: one bug, one number
+        number = int(groups[0][1])
         return [number] if 0 < number <= MAX_BUG_ID else []
     found = set()
-    for numbers in groups:
+    for _plural, numbers in groups:
         found.update(map(int, _DIGITS.findall(numbers)))
     return sorted(n for n in found if 0 < n <= MAX_BUG_ID)
 
@@ -134,6 +148,8 @@ def _parse_log(chunks: Iterable[str], since: str | None, head: str) -> History:
                 since_is_ancestor = True
             if " " in parents:
                 continue  # a merge
+            if not author.isprintable():
+                author = _visible(author)
             commits.append(Commit(sha.strip(), _summary(message), author, find_bugs(message)))
         del fields[:complete]
     return History(commits, since_is_ancestor)
@@ -142,7 +158,18 @@ def _parse_log(chunks: Iterable[str], since: str | None, head: str) -> History:
 def _summary(message: str) -> str:
     """The first line of a commit message (a bare carriage return ends a line too)."""
     text = message.strip()
-    return text.splitlines()[0].strip() if text else "(no message)"
+    summary = text.splitlines()[0].strip() if text else "(no message)"
+    return summary if summary.isprintable() else _visible(summary)
+
+
+#: Control characters (C0 but tab, DEL, C1): an escape sequence in a commit message would act on
+#: the terminal that prints the change list and would be posted to Bugzilla as is.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    """`text` with its control characters written out (ESC as \\x1b) and tabs as spaces."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\t", " "))
 
 
 def commits_between(repo: GitRepo, since: str | None, head: str) -> list[Commit]:

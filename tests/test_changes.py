@@ -28,10 +28,52 @@ from lib.gitrepo import open_repo
         ("update 3 files", []),
         ("", []),
         ("Bug 10: title\n\nAlso fixes bug 4.", [4, 10]),
+        ("bug 111 & 222", [111, 222]),
+        ("bugs: 4+5", [4, 5]),
+        ("bug 1 and bug 2", [1, 2]),
+        ("bug 7 and 8: fix", [7, 8]),
+        ("bug 7 and 8 and 9", [7, 8, 9]),
+        ("bugs 1 and 2 are fixed", [1, 2]),
+        ("bug 1234567 and bug 1234568", [1234567, 1234568]),
+        ("bug 5.", [5]),
     ],
 )
 def test_find_bugs(message, bugs):
     assert find_bugs(message) == bugs
+
+
+@pytest.mark.parametrize(
+    ("message", "bugs"),
+    [
+        ("Fix bug 1900000 and 3 related issues", [1900000]),
+        ("Bug 1900000 + 2 tests", [1900000]),
+        ("bug 1900000 64 bit", [1900000]),
+        ("bug 5 and 2024 other", [5]),
+        ("bug 1 2024-01-01", [1]),
+        ("bug 1 and 2 and 3 more", [1, 2]),
+        ("bug 12.5 release", []),
+        ("bug 1\u06623", []),
+        ("bug 123abc", []),
+    ],
+)
+def test_find_bugs_leaves_out_numbers_that_are_not_bugs(message, bugs):
+    """Regression: counts, sizes, dates and other scripts' digits after a bug number were taken
+    as bugs (with --needinfo, their assignees would have been asked to verify)."""
+    assert find_bugs(message) == bugs
+
+
+def test_control_characters_of_messages_and_authors_are_written_out(invoke, service_repo):
+    """Regression: an escape sequence in a commit message (or author name) reached the terminal
+    printing the change list, and the deploy bug, as is."""
+    service_repo.commit("work before 100")
+    service_repo.tag("100")
+    service_repo.commit(
+        "bug 12: \x1b[31mred\x1b[0m\ttitle", author=("Eve\x1b[1m Smith", "eve@example.com")
+    )
+    result = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "`: bug 12: \\x1b[31mred\\x1b[0m title (Eve\\x1b[1m Smith)" in result.stdout
 
 
 def test_commits_between_skips_merges_keeps_order_and_non_ascii(service_repo):
