@@ -101,7 +101,7 @@ def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) ->
     if dirty:
         raise UserError(
             f"the working tree of {repo.path} is not clean: {_list_some(dirty)}; "
-            f"commit or stash them first"
+            f"commit or stash them first (`git stash --include-untracked` stashes new files too)"
         )
     if offline:
         return
@@ -175,8 +175,8 @@ def refuse_own_checkout(repo: GitRepo) -> None:
 
     if repo.path.resolve() == PROJECT_ROOT.resolve():
         raise UserError(
-            f"{repo.path} is the releng-tasks checkout itself, not the service; pass --repo "
-            f"or set deploy.repo (e.g. INVOKE_DEPLOY_REPO=~/src/socorro)"
+            f"{repo.path} is the releng-tasks checkout itself, not the service; point --repo "
+            f"(or deploy.repo) at the service's checkout, e.g. --repo ~/src/socorro"
         )
 
 
@@ -205,7 +205,9 @@ def deploy_tags(
     return previous, sorted(set(local) | set(remote_tags))
 
 
-GITHUB_REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+#: OWNER/REPO: an owner is letters, digits, "-" (and "_" for enterprise-managed users), not
+#: starting with a punctuation mark; a repository name may not be "." or "..".
+GITHUB_REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*/(?!\.\.?$)[A-Za-z0-9_.-]+")
 
 
 def compare_url(github_repo: str, previous: str | None, head_sha: str) -> str:

@@ -303,6 +303,15 @@ def open_repo(path: Path, *, echo: bool = False) -> GitRepo:
         ("rev-parse", "--is-shallow-repository", "--show-toplevel")
     )
     if probe.returncode != 0:
-        raise UserError(f"{path} is not a git repository (set deploy.repo or pass --repo)")
+        bare = GitRepo(path, echo=echo)._run(("rev-parse", "--is-bare-repository"))
+        if bare.returncode == 0 and bare.stdout.strip() == "true":
+            raise UserError(
+                f"{path} is a bare repository (it has no working tree); point --repo (or "
+                f"deploy.repo) at a checkout of the service"
+            )
+        raise UserError(
+            f"{path} is not a git repository; point --repo (or deploy.repo) at the service's "
+            f"checkout"
+        )
     shallow, toplevel = probe.stdout.split("\n", 1)
     return GitRepo(Path(toplevel.removesuffix("\n")), echo=echo, shallow=shallow == "true")

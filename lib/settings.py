@@ -12,8 +12,12 @@ from lib.errors import UserError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def setting(c: Any, dotted: str) -> Any:
-    """Return the config value at `dotted` (e.g. "deploy.remote"); a missing key is a UserError."""
+def setting(c: Any, dotted: str, *, many: bool = False) -> Any:
+    """Return the config value at `dotted` (e.g. "deploy.remote"); a missing key is a UserError.
+
+    Every setting is one value (text, a number or a flag); `many` settings may also be a list
+    (see `str_list`). A mapping or an unexpected list, e.g. from a `-f` file, is a UserError.
+    """
     node = c.config
     for part in dotted.split("."):
         try:
@@ -22,6 +26,13 @@ def setting(c: Any, dotted: str) -> Any:
             raise UserError(
                 f"config key {dotted} is missing; it is declared in invoke.yaml"
             ) from None
+    mapping = hasattr(node, "keys")  # a dict, or Invoke's DataProxy of a config section
+    if mapping or (isinstance(node, list | tuple | set) and not many):
+        kind = "a mapping" if mapping else "a list"
+        raise UserError(
+            f"config value {dotted} must be a single value, not {kind} (check the config files "
+            f"and INVOKE_{dotted.upper().replace('.', '_')})"
+        )
     if isinstance(node, str) and not _is_utf8(node):
         raise UserError(
             f"config value {dotted} holds bytes that are not UTF-8 text (check "

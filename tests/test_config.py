@@ -55,3 +55,38 @@ def test_list_settings_accept_comma_separated_overrides(invoke, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "a.txt" in result.stdout + result.stderr and "b.txt" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "named"),
+    [
+        ("deploy:\n  main_branch: [main, master]\n", "deploy.main_branch"),
+        ("deploy:\n  github_repo: [a/b]\n", "deploy.github_repo"),
+        ("bugzilla:\n  product: [Socorro]\n", "bugzilla.product"),
+    ],
+)
+def test_a_list_where_one_value_belongs_is_one_clear_line(
+    invoke, service_repo, tmp_path, yaml_text, named
+):
+    """Regression: `main_branch: [a, b]` in a -f file gave `branch "['a', 'b']" does not exist`."""
+    service_repo.commit("work")
+    config = tmp_path / "releng.yaml"
+    config.write_text(yaml_text)
+    result = invoke(
+        "-f", str(config), "deploy.prepare", "--repo", str(service_repo.path), "--offline"
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"config value {named} must be a single value, not a list" in result.stderr, (
+        result.stderr
+    )
+
+
+def test_list_settings_accept_yaml_lists(invoke, tmp_path):
+    (tmp_path / "a.txt").write_text("jinja2==3.1.6\n")
+    (tmp_path / "b.txt").write_text("requests==2.34.2\n")
+    config = tmp_path / "releng.yaml"
+    config.write_text("deps:\n  requirements: [a.txt, b.txt]\n")
+    result = invoke("-f", str(config), "--dry", "deps.check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "a.txt" in result.stdout + result.stderr and "b.txt" in result.stdout + result.stderr

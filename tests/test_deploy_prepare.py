@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -154,7 +155,13 @@ def test_file_bug_without_api_key_prints_and_exits_0(invoke, tagged_repo):
 
 def test_not_a_git_repository(invoke, tmp_path):
     (tmp_path / "plain").mkdir()
-    assert "is not a git repository" in fail(invoke, tmp_path / "plain")
+    assert "is not a git repository; point --repo" in fail(invoke, tmp_path / "plain")
+
+
+def test_a_bare_repository_is_named_as_such(invoke, tmp_path):
+    """Regression: a bare repository was reported as "not a git repository"."""
+    subprocess.run(["git", "init", "--quiet", "--bare", str(tmp_path / "bare.git")], check=True)
+    assert "is a bare repository (it has no working tree)" in fail(invoke, tmp_path / "bare.git")
 
 
 def test_repository_path_missing(invoke, tmp_path):
@@ -375,11 +382,28 @@ def test_prefix_starting_with_a_dash_is_refused(invoke, tagged_repo):
     assert "deploy.tag_prefix" in line
 
 
-def test_github_repo_must_be_owner_slash_repo(invoke, tagged_repo):
+@pytest.mark.parametrize("value", ["a b/c?d", "../..", "owner/..", "-x/socorro", "a/b/c"])
+def test_github_repo_must_be_owner_slash_repo(invoke, tagged_repo, value):
+    """Regression (dot segments): `../..` gave the link https://github.com/../../compare/..."""
     line = fail(
-        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_DEPLOY_GITHUB_REPO": "a b/c?d"}
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_DEPLOY_GITHUB_REPO": value}
     )
     assert "OWNER/REPO" in line
+
+
+def test_github_repo_of_an_enterprise_managed_owner(invoke, tagged_repo):
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(tagged_repo.path),
+        "--offline",
+        "--json",
+        extra_env={"INVOKE_DEPLOY_GITHUB_REPO": "octo_acme/socorro.web"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["compare_url"].startswith(
+        "https://github.com/octo_acme/socorro.web/compare/100..."
+    )
 
 
 def test_dirty_non_ascii_path_is_named_readably(invoke, service_repo):

@@ -38,7 +38,7 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
     refuse_core_short_flags("deps.check", {"-r": "--requirements FILE"})
     if requirements and any(not str(value).strip() for value in requirements):
         raise UserError("--requirements is empty; give a requirements file", code=2)
-    files = str_list(requirements) or str_list(setting(c, "deps.requirements"))
+    files = str_list(requirements) or str_list(setting(c, "deps.requirements", many=True))
     npm_value = npm_dir if npm_dir is not None else setting(c, "deps.npm_dir")
     db_value = advisory_db if advisory_db is not None else setting(c, "deps.advisory_db")
     if not files and not npm_value:

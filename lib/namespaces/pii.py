@@ -41,7 +41,7 @@ def request(c, bug, requester=None, manager=None):
     manager = pii.check_email(manager, "--manager")
     if requester.lower() == manager.lower():
         raise UserError("--manager must be someone other than the requester")
-    domains = pii.employee_domains(setting(c, "pii.employee_domains"))
+    domains = pii.employee_domains(setting(c, "pii.employee_domains", many=True))
     pii.check_employee(requester, domains, "requester")
     pii.check_employee(manager, domains, "manager")
 
