@@ -26,11 +26,50 @@ def write_bytes(data: bytes) -> None:
 
         view = memoryview(data)
         while view:
-            written = buffer.write(view)
+            try:
+                written = buffer.write(view)
+            except BrokenPipeError:
+                raise
+            except OSError as error:
+                raise OutputError(error.errno, error.strerror) from None
             if not written:  # a non-blocking stdout that is full: wait for room
                 select.select([], [buffer], [], 1.0)
             view = view[written or 0 :]
     sys.stdout.flush()
+
+
+class OutputError(OSError):
+    """Standard output cannot be written: a full disk (`> /dev/full`), a closed descriptor
+    (`>&-`), an I/O error. Reported in one line by the hook of `guard_stdout`."""
+
+
+class _GuardedStdout:
+    """sys.stdout, whose failures to write become OutputError (a closed stdout, which Python
+    leaves as None and print() then ignores, too). A broken pipe stays a BrokenPipeError."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+
+    def _call(self, name: str, *args: object) -> object:
+        if self._stream is None:
+            import errno
+
+            raise OutputError(errno.EBADF, "it is closed")
+        try:
+            return getattr(self._stream, name)(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise OutputError(error.errno, error.strerror) from None
+
+    def write(self, text: str) -> object:
+        return self._call("write", text)
+
+    def flush(self) -> object:
+        return None if self._stream is None else self._call("flush")  # (nothing was written)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def _stdout_reader_is_gone() -> bool:
@@ -45,24 +84,63 @@ def _stdout_reader_is_gone() -> bool:
         return False
 
 
-def stop_quietly_when_stdout_closes() -> None:
-    """When the reader of stdout goes away (`invoke deploy.prepare --json | head -c 100`), end
-    with exit status 1 and no traceback, as other command-line tools do. Any other broken pipe
-    (a network peer, a child process) still shows as the error it is."""
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
     import os
 
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no stdout descriptor at all
+        pass
+
+
+def _output_failed(error: OutputError) -> None:
+    print(f"error: could not write to standard output: {error.strerror}", file=sys.stderr)
+    _silence_stdout()
+
+
+def guard_stdout() -> None:
+    """Make writing the output safe to fail, as other command-line tools do:
+
+    * when the reader of stdout goes away (`invoke deploy.prepare --json | head -c 100`), end
+      with exit status 1 and no traceback; any other broken pipe (a network peer, a child
+      process) still shows as the error it is;
+    * when stdout cannot be written (a full disk, a closed descriptor), say so in one line and
+      end with exit status 1, also when that shows only in the interpreter's last flush.
+    """
+    import atexit
+
+    if not isinstance(sys.stdout, _GuardedStdout):
+        sys.stdout = _GuardedStdout(sys.stdout)  # type: ignore[assignment]
     previous_hook = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, traceback: object) -> None:
         if issubclass(kind, BrokenPipeError) and _stdout_reader_is_gone():
-            # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.__stdout__.fileno())
-            os.close(devnull)
+            _silence_stdout()
+            return
+        if isinstance(value, OutputError):
+            _output_failed(value)
             return
         previous_hook(kind, value, traceback)  # type: ignore[arg-type]
 
+    def last_flush() -> None:
+        import os
+
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.stderr.flush()
+            os._exit(1)
+        except OutputError as error:
+            _output_failed(error)
+            sys.stderr.flush()
+            os._exit(1)
+
     sys.excepthook = hook
+    atexit.register(last_flush)
 
 
 def stdin_is_terminal() -> bool:

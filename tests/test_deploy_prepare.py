@@ -548,6 +548,59 @@ def test_reader_of_stdout_going_away_ends_quietly(env, service_repo):
 
 
 @pytest.mark.parametrize("unbuffered", ["1", ""])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_full_disk_on_stdout_is_one_line(env, tagged_repo, unbuffered, as_json):
+    """Regression: `invoke deploy.prepare > /dev/full` ended in an OSError traceback."""
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), "deploy.prepare"]
+            + ["--repo", str(tagged_repo.path), "--offline"]
+            + (["--json"] if as_json else []),
+            env={**env, "PYTHONUNBUFFERED": unbuffered},
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: could not write to standard output: No space left on device"
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [("deploy.prepare", "--offline"), ("--list",)])
+def test_a_closed_stdout_is_an_error_not_lost_output(env, tagged_repo, args):
+    """Regression: with stdout closed (`>&-`) the task printed into nothing and exited 0."""
+    import shlex
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    command = [sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), *args]
+    if args[0] == "deploy.prepare":
+        command += ["--repo", str(tagged_repo.path)]
+    result = subprocess.run(
+        ["bash", "-c", f"exec >&-; exec {shlex.join(command)}"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: could not write to standard output: it is closed"
+    )
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
 def test_json_reaches_a_slow_reader_whole(env, service_repo, unbuffered):
     """The plan (megabytes of JSON, written as bytes) reaches a slow reader whole, buffered or
     not. Unbuffered, stdout's binary layer is the raw file, whose write may take only part of the

@@ -2,7 +2,7 @@
 
 import sys
 
-from lib.console import stop_quietly_when_stdout_closes
+from lib.console import guard_stdout
 from lib.redaction import install_log_redaction
 
 # Invoke turns bytecode caching off for the whole run (its --write-pyc flag), so that a tasks
@@ -16,4 +16,4 @@ if not sys.flags.dont_write_bytecode:
 # contents it logs under --debug: mask the secrets in those lines from here on.
 install_log_redaction()
 
-stop_quietly_when_stdout_closes()
+guard_stdout()
