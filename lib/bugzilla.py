@@ -39,6 +39,31 @@ _READ_METHODS = ("GET", "HEAD")
 #: Bug ids per search request (about 11 characters each in the URL).
 _IDS_PER_REQUEST = 200
 
+
+def _key_into_body(kwargs: dict[str, Any]) -> None:
+    """Move a ``Bugzilla_api_key`` parameter of a write from the URL into its JSON body.
+
+    python-bugzilla puts the key in the query string of every request when it is sent as a
+    parameter (upstream 5.0/5.2 accept nothing else). Bugzilla reads the parameters of a write
+    from its JSON body as well, so there the key need not be in the URL (and in server access
+    logs); reads have no body and keep it in the query string.
+    """
+    params = kwargs.get("params")
+    data = kwargs.get("data")
+    if not isinstance(params, dict) or "Bugzilla_api_key" not in params:
+        return
+    try:
+        body = json.loads(data) if isinstance(data, (str, bytes)) and data else {}
+    except ValueError:
+        return
+    if not isinstance(body, dict):
+        return
+    params = dict(params)
+    body["Bugzilla_api_key"] = params.pop("Bugzilla_api_key")
+    kwargs["params"] = params
+    kwargs["data"] = json.dumps(body)
+
+
 #: Bugzilla error codes whose own message we do not need to repeat.
 _CODE_INVALID_KEY = 306
 _CODE_LOGIN_REQUIRED = 410
@@ -259,6 +284,8 @@ class BugzillaClient:
                     from lib.console import info
 
                     info(f"dry-run: runs: {method} {shown}")
+                if method not in _READ_METHODS:
+                    _key_into_body(kwargs)
                 return super().request(method, url, **kwargs)
 
         session = _ClientSession()

@@ -73,7 +73,7 @@ def test_create_on_upstream_sends_version_and_no_type(fake_bugzilla_upstream):
     assert "type" not in post.body and post.body["version"] == "unspecified"
     # The header was tried, ignored by the server, and the client fell back to the parameter.
     assert bz.auth_used == "param"
-    assert post.auth == "query:Bugzilla_api_key" and post.user == RELENG
+    assert post.auth == "body:Bugzilla_api_key" and post.user == RELENG
     assert not bz.has_bug_types and bz.whoami() is None
 
 
@@ -296,7 +296,8 @@ def test_header_only_on_upstream_is_anonymous(fake_bugzilla_upstream):
 def test_param_auth_when_configured(fake_bugzilla):
     bz = client(fake_bugzilla, auth="param")
     file_bug(bz)
-    assert {e.auth for e in fake_bugzilla.journal} == {"query:Bugzilla_api_key"}
+    forms = {e.method: e.auth for e in fake_bugzilla.journal}
+    assert forms == {"GET": "query:Bugzilla_api_key", "POST": "body:Bugzilla_api_key"}
 
 
 def test_unknown_product_component_user(bugzilla_server):
@@ -368,6 +369,21 @@ def test_key_never_logged_even_as_parameter(fake_bugzilla_upstream, caplog):
     assert any(e.key_in_url for e in fake_bugzilla_upstream.journal)  # upstream needs the param
     assert "Bugzilla_api_key" in caplog.text  # urllib3 logged the request lines...
     assert KEY not in caplog.text  # ...with the key masked
+
+
+def test_param_mode_sends_the_key_of_writes_in_the_body(fake_bugzilla_upstream):
+    """Upstream 5.0/5.2 take the key only as a parameter: a write carries it in the body."""
+    bz = client(fake_bugzilla_upstream)
+    bug_id = file_bug(bz)
+    bz.add_comment(bug_id, "hello", needinfo=["engineer@mozilla.com"])
+    writes = [e for e in fake_bugzilla_upstream.journal if e.method in ("POST", "PUT")]
+    reads = [e for e in fake_bugzilla_upstream.journal if e.method == "GET"]
+    assert {e.method for e in writes} == {"POST", "PUT"}
+    assert all(e.auth == "body:Bugzilla_api_key" and not e.key_in_url for e in writes)
+    assert all(e.status < 400 for e in writes)
+    assert any(e.auth == "query:Bugzilla_api_key" for e in reads)  # a read has no body
+    assert fake_bugzilla_upstream.bug(bug_id)["creator"] == "releng@mozilla.com"
+    assert fake_bugzilla_upstream.comments(bug_id)[-1]["creator"] == "releng@mozilla.com"
 
 
 def test_header_mode_keeps_key_out_of_logs(fake_bugzilla, caplog):

@@ -95,7 +95,9 @@ def test_key_goes_by_header_on_bmo_and_by_parameter_on_upstream(
         assert forms == {"header"}
         assert not any(e.key_in_url for e in bugzilla_server.journal)
     else:
-        assert forms == {"query:Bugzilla_api_key"}
+        # Upstream accepts only the parameter; writes carry it in the body, not the URL.
+        assert forms == {"body:Bugzilla_api_key"}
+        assert not any(e.key_in_url for e in writes)
 
 
 def test_upstream_without_bugzilla_user_leaves_the_default_assignee(
