@@ -288,6 +288,18 @@ class BugzillaClient:
                     _key_into_body(kwargs)
                 return super().request(method, url, **kwargs)
 
+            def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+                # requests drops only `Authorization` when a redirect leaves the host; the API
+                # key (header, query or a resent body) would follow. Refuse such a redirect.
+                if self.should_strip_auth(response.request.url, prepared_request.url):
+                    old, new = urlsplit(response.request.url), urlsplit(prepared_request.url)
+                    raise UserError(
+                        f"Bugzilla at {old.scheme}://{old.hostname} redirected to another host "
+                        f"({new.scheme}://{new.hostname}); nothing was sent there (it would "
+                        f"carry the API key): set bugzilla.url to the REST base it should use"
+                    )
+                super().rebuild_auth(prepared_request, response)
+
         session = _ClientSession()
         if self._basic_auth:
             session.auth = self._basic_auth

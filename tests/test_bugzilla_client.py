@@ -538,3 +538,39 @@ def test_enter_bug_url_and_bug_url():
     assert bz.bug_url(123) == "https://bugzilla.mozilla.org/show_bug.cgi?id=123"
     assert rest_base("http://127.0.0.1:5/") == "http://127.0.0.1:5/rest/"
     assert rest_base("http://127.0.0.1:5/rest") == "http://127.0.0.1:5/rest/"
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_to_another_host_is_refused_and_the_key_stays_home(fake_bugzilla, status):
+    """Regression: a redirect to another host received the X-BUGZILLA-API-KEY header (requests
+    strips only Authorization), and a 307 would resend a write's body with the key."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    target = f"http://localhost:{fake_bugzilla.port}"  # another host name, same fake server
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_PUT = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        bz = BugzillaClient(f"http://127.0.0.1:{server.server_address[1]}/rest/", KEY)
+        message = error_of(lambda: file_bug(bz))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert message.startswith("Bugzilla at http://127.0.0.1 redirected to another host")
+    assert "http://localhost" in message and KEY not in message
+    assert fake_bugzilla.journal == []  # nothing reached the other host
