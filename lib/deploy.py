@@ -21,9 +21,24 @@ MAX_COMMENT_LENGTH = 65_535
 MAX_SUMMARY_LENGTH = 255
 
 
-def deploy_summary(project: str, tag: str) -> str:
-    """The deploy bug's summary; deploy.tag finds the bug by it."""
-    return f"{project} deploy: {tag}"
+def deploy_summary(c: Any, tag: str) -> str:
+    """The deploy bug's summary for `tag`, from the summary template.
+
+    deploy.tag, deploy.status and deploy.finish find the bug by it, so the template sees only
+    what they know too: ``project`` and ``next_tag`` (an overridden template that uses anything
+    else fails with "undefined" before anything is filed).
+    """
+    from lib.render import render_config
+
+    context = {"project": str(setting(c, "deploy.project")), "next_tag": tag}
+    summary = render_config(c, SUMMARY_TEMPLATE, context).strip()
+    if not summary or "\n" in summary or len(summary) > MAX_SUMMARY_LENGTH:
+        raise UserError(
+            f"template {SUMMARY_TEMPLATE} must render one line of 1 to "
+            f"{MAX_SUMMARY_LENGTH} characters (got {len(summary.splitlines())} line(s), "
+            f"{len(summary)} characters)"
+        )
+    return summary
 
 
 def bug_link(bugzilla_url: str, number: int) -> str:
@@ -243,13 +258,7 @@ def render_texts(c: Any, plan: DeployPlan) -> None:
     from lib.render import render_config
 
     context = _text_context(c, plan)
-    plan.summary = render_config(c, SUMMARY_TEMPLATE, context).strip()
-    if not plan.summary or "\n" in plan.summary or len(plan.summary) > MAX_SUMMARY_LENGTH:
-        raise UserError(
-            f"template {SUMMARY_TEMPLATE} must render one line of 1 to "
-            f"{MAX_SUMMARY_LENGTH} characters (got {len(plan.summary.splitlines())} line(s), "
-            f"{len(plan.summary)} characters)"
-        )
+    plan.summary = deploy_summary(c, plan.next_tag)
     commits, bugs = plan.commits, context["bugs"]
 
     def description_with(fraction: float) -> str:

@@ -152,23 +152,17 @@ def pending_needinfo(bug: dict) -> set[str]:
     }
 
 
-def request_verification(
-    c: Any, client: Any, plan: DeployPlan, bug_id: int, deployer: str | None
-) -> list[str]:
-    """One comment with one needinfo per engineer not already asked; the emails asked."""
+NEEDINFO_TEMPLATE = "deploy_needinfo.md.j2"
+
+
+def needinfo_text(c: Any, plan: DeployPlan, people: dict[str, list[int]]) -> str:
+    """The comment asking `people` (email -> their bugs) to verify their changes on stage."""
     from lib.render import render_config
 
-    people = engineers_to_ask(client, plan, deployer)
-    if bug_id:  # 0: a dry run that would file the bug
-        already = pending_needinfo(client.get_bug(bug_id)) | already_asked(client, bug_id)
-        people = {email: bugs for email, bugs in people.items() if email.lower() not in already}
-    if not people:
-        info("nobody to needinfo: no referenced bug has an assignee who still needs asking")
-        return []
     bugzilla_url = str(setting(c, "bugzilla.url"))
     text = render_config(
         c,
-        "deploy_needinfo.md.j2",
+        NEEDINFO_TEMPLATE,
         {
             "next_tag": plan.next_tag,
             "stage_url": setting(c, "deploy.stage_url"),
@@ -181,7 +175,21 @@ def request_verification(
             ],
         },
     )
-    text = f"{text.rstrip()}\n\n{asked_marker(plan.next_tag, list(people))}\n"
+    return f"{text.rstrip()}\n\n{asked_marker(plan.next_tag, list(people))}\n"
+
+
+def request_verification(
+    c: Any, client: Any, plan: DeployPlan, bug_id: int, deployer: str | None
+) -> list[str]:
+    """One comment with one needinfo per engineer not already asked; the emails asked."""
+    people = engineers_to_ask(client, plan, deployer)
+    if bug_id:  # 0: a dry run that would file the bug
+        already = pending_needinfo(client.get_bug(bug_id)) | already_asked(client, bug_id)
+        people = {email: bugs for email, bugs in people.items() if email.lower() not in already}
+    if not people:
+        info("nobody to needinfo: no referenced bug has an assignee who still needs asking")
+        return []
+    text = needinfo_text(c, plan, people)
     if bug_id:
         client.add_comment(bug_id, text, needinfo=list(people))
     else:
@@ -208,6 +216,9 @@ def publish(
         plan.extra["enter_bug_url"] = link
         plan.extra["enter_bug_url_omits_description"] = cut
         return
+    if needinfo:
+        # Render the request once before anything is filed: a broken template stops here.
+        needinfo_text(c, plan, {"engineer@example.com": plan.bugs[:3]})
     bug_id, filed = file_or_reuse(c, client, plan, priority=priority, assignee=assignee)
     dry_new = filed and not bug_id  # a dry run: the bug would be filed
     plan.extra.update(

@@ -63,7 +63,7 @@ def find_deploy_bug(
     and no id was given."""
     from lib.deploy import deploy_summary
 
-    summary = deploy_summary(str(setting(c, "deploy.project")), tag)
+    summary = deploy_summary(c, tag)
     if bug_id not in (None, ""):
         try:
             number = int(str(bug_id))
@@ -331,7 +331,7 @@ def plan_tag(
     if bug is None:
         from lib.deploy import deploy_summary
 
-        summary = deploy_summary(str(setting(c, "deploy.project")), tag)
+        summary = deploy_summary(c, tag)
         raise UserError(
             f"no deploy bug titled {summary!r} in {setting(c, 'bugzilla.product')}; file it with "
             f"`invoke deploy.prepare --file-bug` or pass --bug"

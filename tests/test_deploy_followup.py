@@ -405,3 +405,55 @@ def test_status_prints_no_dry_run_lines_on_a_normal_run(tagged):
     assert result.returncode == 0, result.stderr
     assert "dry-run" not in result.stdout + result.stderr
     assert steps(result)["bug_filed"] is True
+
+
+def test_an_overridden_summary_template_carries_through_tag_and_finish(deploy, tmp_path):
+    """Regression: deploy.tag/status/finish looked for the built-in `<project> deploy: NNN`, so a
+    bug filed with an overridden summary template was 'not the deploy bug of 101'."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    summary = "Deploy {{ project|upper }} {{ next_tag }}"
+    (templates / "deploy_bug_summary.txt.j2").write_text(summary)
+    deploy.extra["INVOKE_TEMPLATES_DIR"] = str(templates)
+    filed = deploy.run("deploy.prepare", "--file-bug", "--json")
+    assert filed.returncode == 0, filed.stderr
+    plan = json.loads(filed.stdout)
+    bug = plan["bug_id"]
+    assert bug != deploy.bug and deploy.bz.bug(bug)["summary"] == "Deploy SOCORRO 101"
+
+    tagged = deploy.run("deploy.tag", "101", "--yes")
+    assert tagged.returncode == 0, tagged.stderr
+    assert len(deploy.show_comments(bug)) == 1 and deploy.show_comments(deploy.bug) == []
+    deploy.prod.serve(commit_of(deploy), "101")
+    finished = deploy.run("deploy.finish", "101")
+    assert finished.returncode == 0, finished.stderr
+    assert deploy.bz.bug(bug)["resolution"] == "FIXED"
+
+
+def test_a_summary_template_using_more_than_project_and_tag_files_nothing(deploy, tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "deploy_bug_summary.txt.j2").write_text("{{ project }} {{ next_tag }} {{ head }}")
+    deploy.extra["INVOKE_TEMPLATES_DIR"] = str(templates)
+    bugs = len(deploy.bz.bugs)
+    result = deploy.run("deploy.prepare", "--file-bug")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: template {templates / 'deploy_bug_summary.txt.j2'}, line 1: 'head' is undefined"
+    ]
+    assert len(deploy.bz.bugs) == bugs
+
+
+def test_a_broken_needinfo_template_files_nothing(deploy, tmp_path):
+    """Regression: the needinfo template was rendered only after the bug was filed."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "deploy_needinfo.md.j2").write_text("hi {% if %}\n")
+    deploy.extra["INVOKE_TEMPLATES_DIR"] = str(templates)
+    deploy.bz.bugs[deploy.bug]["summary"] = "an older bug"  # prepare would file a new bug
+    bugs = len(deploy.bz.bugs)
+    result = deploy.run("deploy.prepare", "--needinfo")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: template {templates / 'deploy_needinfo.md.j2'}, line 1:")
+    assert len(deploy.bz.bugs) == bugs and deploy.bz.writes() == []
