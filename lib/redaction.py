@@ -103,11 +103,24 @@ def child_environment(
     """A copy of `base` (default: our environment) without the secret variables.
 
     Removes the names in SECRET_ENVIRONMENT_VARIABLES, every INVOKE_* variable whose name
-    names a secret (INVOKE_BUGZILLA_API_KEY, ...), and the names in `also_remove`.
+    names a secret (INVOKE_BUGZILLA_API_KEY, ...) or whose value is a URL with a password
+    (INVOKE_BUGZILLA_URL=https://user:password@...), and the names in `also_remove`.
     """
     base = os.environ if base is None else base
     extra = set(also_remove)
-    return {k: v for k, v in base.items() if not _is_secret_variable(k) and k not in extra}
+    return {
+        k: v
+        for k, v in base.items()
+        if not _is_secret_variable(k) and k not in extra and not _invoke_url_with_password(k, v)
+    }
+
+
+_URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.IGNORECASE)
+
+
+def _invoke_url_with_password(name: str, value: str) -> bool:
+    """An INVOKE_* setting holding a `scheme://user:password@...` URL (bugzilla.url may)."""
+    return name.startswith("INVOKE_") and bool(_URL_WITH_PASSWORD.match(value))
 
 
 def _mask_entry(match: re.Match[str]) -> str:

@@ -661,3 +661,28 @@ def test_setting_with_bytes_that_are_not_utf8_is_one_line_error(invoke, tagged_r
     )
     assert "config value deploy.project holds bytes that are not UTF-8" in line
     assert "INVOKE_DEPLOY_PROJECT" in line
+
+
+def test_git_children_never_get_a_bugzilla_url_with_a_password(invoke, env, tagged_repo, tmp_path):
+    """Regression: INVOKE_BUGZILLA_URL=https://user:password@... reached every git child."""
+    import shutil
+
+    from lib.redaction import child_environment
+
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    seen = tmp_path / "git-env.txt"
+    (wrappers / "git").write_text(f'#!/bin/sh\nenv >> {seen}\nexec {shutil.which("git")} "$@"\n')
+    (wrappers / "git").chmod(0o755)
+    url = "https://bob:pw-SECRET-4711@bugzilla.example.com/rest/"
+    plan = prepare_json(
+        invoke,
+        tagged_repo,
+        "--offline",
+        extra_env={"PATH": f"{wrappers}:{env['PATH']}", "INVOKE_BUGZILLA_URL": url},
+    )
+    assert plan["next_tag"] == "101"
+    assert seen.read_text().count("PATH=") >= 2  # git ran, through the wrapper
+    assert "pw-SECRET-4711" not in seen.read_text()
+    kept = child_environment({"INVOKE_BUGZILLA_URL": "https://bugzilla.example.com/rest/"})
+    assert kept == {"INVOKE_BUGZILLA_URL": "https://bugzilla.example.com/rest/"}
