@@ -220,6 +220,20 @@ def deploy_tags(
     return previous, sorted(set(local) | set(remote_tags))
 
 
+def warn_if_other_tags(scheme: TagScheme, tags: list[str]) -> None:
+    """A first deploy in a repository that has tags, none of them of the configured scheme, is
+    more often a wrong deploy.tag_scheme or deploy.tag_prefix: say so (on stderr)."""
+    if not tags:
+        return
+    examples = ", ".join(sorted(tags, reverse=True)[:3]) + (", ..." if len(tags) > 3 else "")
+    prefix = f" with prefix {scheme.prefix!r}" if scheme.prefix else ""
+    info(
+        f"note: none of the repository's {len(tags)} tag(s) ({examples}) "
+        f"is a {scheme.kind} deploy tag{prefix}, so this is planned as a first deploy with every "
+        f"commit; if that is wrong, check deploy.tag_scheme and deploy.tag_prefix or pass --since"
+    )
+
+
 #: OWNER/REPO: an owner is letters, digits, "-" (and "_" for enterprise-managed users), not
 #: starting with a punctuation mark; a repository name may not be "." or "..".
 GITHUB_REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*/(?!\.\.?$)[A-Za-z0-9_.-]+")
@@ -322,6 +336,8 @@ def build_plan(
         if name.startswith("refs/tags/")
     }
     last_tag, taken = deploy_tags(list(tags), scheme, remote, remote_tags)
+    if last_tag is None and since is None:
+        warn_if_other_tags(scheme, remote_tags if remote_tags is not None else list(tags))
     previous, previous_sha, head_sha = resolve_range(
         repo,
         tags,

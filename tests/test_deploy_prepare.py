@@ -686,3 +686,31 @@ def test_git_children_never_get_a_bugzilla_url_with_a_password(invoke, env, tagg
     assert "pw-SECRET-4711" not in seen.read_text()
     kept = child_environment({"INVOKE_BUGZILLA_URL": "https://bugzilla.example.com/rest/"})
     assert kept == {"INVOKE_BUGZILLA_URL": "https://bugzilla.example.com/rest/"}
+
+
+def test_tags_of_another_scheme_are_named_before_a_first_deploy(invoke, tagged_repo, service_repo):
+    """Regression: a wrong tag scheme or prefix silently planned a first deploy of every commit."""
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(tagged_repo.path),
+        "--offline",
+        "--json",
+        extra_env={"INVOKE_DEPLOY_TAG_SCHEME": "date"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["previous_tag"] is None
+    assert result.stderr.strip().splitlines() == [
+        "note: none of the repository's 3 tag(s) (99, 98, 100) is a date deploy tag, so this is "
+        "planned as a first deploy with every commit; if that is wrong, check deploy.tag_scheme "
+        "and deploy.tag_prefix or pass --since"
+    ]
+    # The right scheme, or a repository with no tag at all: no note.
+    assert invoke("deploy.prepare", "--repo", str(tagged_repo.path), "--offline").stderr == ""
+
+
+def test_a_repository_without_tags_is_a_first_deploy_without_a_note(invoke, service_repo):
+    service_repo.commit("bug 1: the very first change")
+    result = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline", "--json")
+    assert result.returncode == 0 and result.stderr == ""
+    assert json.loads(result.stdout)["previous_tag"] is None
