@@ -8,6 +8,7 @@ helpers apply). Plain subprocess keeps this fast: importing GitPython alone cost
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Iterator
@@ -217,6 +218,16 @@ class GitRepo:
             )
         result = self._run(("fetch", "--tags", remote))
         if result.returncode != 0:
+            moved = re.search(r"\[rejected\]\s+(\S+)\s+->\s+\S+\s+\(would clobber", result.stderr)
+            if moved:
+                tag = moved.group(1)
+                raise UserError(
+                    f"tag {tag} on remote {remote!r} names another object than the local tag "
+                    f"{tag}: a deploy tag was moved or remade; compare `git rev-parse {tag}` with "
+                    f"`git ls-remote {remote} refs/tags/{tag}` and, if the remote's is right, run "
+                    f"`git tag -d {tag} && git fetch {remote} tag {tag}` (not --offline: that "
+                    f"would plan from the local tag)"
+                )
             raise UserError(
                 f"could not fetch from remote {remote!r}: {_first_line(result.stderr)}; "
                 f"check the network or rerun with --offline"

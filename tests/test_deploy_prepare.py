@@ -714,3 +714,19 @@ def test_a_repository_without_tags_is_a_first_deploy_without_a_note(invoke, serv
     result = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline", "--json")
     assert result.returncode == 0 and result.stderr == ""
     assert json.loads(result.stdout)["previous_tag"] is None
+
+
+def test_a_deploy_tag_moved_on_the_remote_is_named_with_its_fix(invoke, tagged_repo):
+    """Regression: the fetch's 'would clobber existing tag' was reported as a network problem
+    with advice to use --offline, which plans from the stale local tag."""
+    tagged_repo.git("push", "--quiet", "origin", "main", "--tags")
+    moved_to = tagged_repo.head("99")
+    tagged_repo.remote_git("tag", "--force", "100", moved_to)
+    result = invoke("deploy.prepare", "--repo", str(tagged_repo.path))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: tag 100 on remote 'origin' names another object than the local tag 100"
+    )
+    assert "git tag -d 100 && git fetch origin tag 100" in line and "network" not in line
+    assert tagged_repo.git("rev-parse", "100").strip() != moved_to  # nothing changed here
