@@ -146,7 +146,10 @@ def _host_port(url: str) -> str:
 
 
 def web_base(rest_url: str) -> str:
-    """The web root of the Bugzilla whose REST base is `rest_url` (no trailing slash)."""
+    """The web root of the Bugzilla whose REST base is `rest_url` (no trailing slash).
+
+    A `rest_url` that is no http(s) URL is refused (links to it would lead nowhere)."""
+    rest_base(rest_url)
     parts = urlsplit(rest_url.strip())
     path = re.sub(r"/rest(\.cgi)?/?$", "", parts.path).rstrip("/")
     return urlunsplit((parts.scheme, _host_port(rest_url.strip()), path, "", ""))

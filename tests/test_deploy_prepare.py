@@ -730,3 +730,21 @@ def test_a_deploy_tag_moved_on_the_remote_is_named_with_its_fix(invoke, tagged_r
     )
     assert "git tag -d 100 && git fetch origin tag 100" in line and "network" not in line
     assert tagged_repo.git("rev-parse", "100").strip() != moved_to  # nothing changed here
+
+
+@pytest.mark.parametrize("url", ["ftp://bugzilla.example.com/rest/", "-x", "None"])
+def test_a_bad_bugzilla_url_is_refused_without_filing_too(invoke, tagged_repo, url):
+    """Regression: without --file-bug the URL was not checked, and the printed links were
+    'None/show_bug.cgi?id=...' or '-x/enter_bug.cgi?...'."""
+    result = invoke(
+        "deploy.prepare",
+        "--repo",
+        str(tagged_repo.path),
+        "--offline",
+        extra_env={"INVOKE_BUGZILLA_URL": url},
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: bugzilla.url must be an http(s) URL such as https://bugzilla.mozilla.org/rest/, "
+        f"not {url!r}"
+    ]
