@@ -241,8 +241,11 @@ class BugzillaClient:
             raise UserError(
                 f"bugzilla.timeout must be a number of seconds, not {timeout!r}"
             ) from None
-        if self.timeout <= 0:
-            raise UserError(f"bugzilla.timeout must be positive, not {timeout!r}")
+        if not 0 < self.timeout < 86400:  # also nan and inf
+            raise UserError(
+                f"bugzilla.timeout must be a positive number of seconds below a day, "
+                f"not {timeout!r}"
+            )
         #: The REST base and web root, never with the user:password of bugzilla.url...
         self.url = rest_base(url)
         self.web_url = web_base(self.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,13 @@ def number(
     """
     raw = value if value is not None else setting(c, dotted)
     name = flag if (flag and value is not None) else dotted
+    what = "a whole number" if kind is int else "a number"
     try:
         parsed = kind(str(raw).strip())
     except ValueError:
-        what = "a whole number" if kind is int else "a number"
         raise UserError(f"{name} must be {what} (got {raw!r})") from None
+    if not math.isfinite(parsed):  # nan, inf: no timeout, interval or size can be that
+        raise UserError(f"{name} must be a finite {what.removeprefix('a ')} (got {raw!r})")
     if minimum is not None and parsed < minimum:
         raise UserError(f"{name} must be at least {minimum} (got {raw!r})")
     return parsed

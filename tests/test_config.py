@@ -19,14 +19,17 @@ BAD_NUMBERS = [
 ]
 
 
+@pytest.mark.parametrize("bad", ["abc", "nan", "inf"])
 @pytest.mark.parametrize(("args", "variable", "named"), BAD_NUMBERS)
-def test_a_bad_number_override_is_one_clear_line(invoke, service_repo, args, variable, named):
-    env = {variable: "abc", "INVOKE_DEPLOY_REPO": str(service_repo.path), "BUGZILLA_API_KEY": "k"}
+def test_a_bad_number_override_is_one_clear_line(invoke, service_repo, args, variable, named, bad):
+    """Regression (nan, inf): bugzilla.timeout=nan blamed the server, inf overflowed time_t."""
+    env = {variable: bad, "INVOKE_DEPLOY_REPO": str(service_repo.path), "BUGZILLA_API_KEY": "k"}
     env["INVOKE_BUGZILLA_URL"] = "http://127.0.0.1:9/rest/"
     result = invoke(*args, extra_env=env)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert named in result.stderr and "abc" in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert named in line and f"'{bad}'" in line, result.stderr
 
 
 def test_numbers_are_declared_as_strings_in_invoke_yaml():
