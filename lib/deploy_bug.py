@@ -110,6 +110,10 @@ def _email(bug: dict) -> str:
     return str(detail.get("email") or detail.get("name") or bug.get("assigned_to") or "")
 
 
+#: How many bugs the "cannot see" note names before it counts the rest.
+_MISSING_SHOWN = 10
+
+
 def engineers_to_ask(client: Any, plan: DeployPlan, deployer: str | None) -> dict[str, list[int]]:
     """Assignee email -> the referenced bugs they own (the deployer and nobody excluded)."""
     people: dict[str, list[int]] = {}
@@ -118,7 +122,13 @@ def engineers_to_ask(client: Any, plan: DeployPlan, deployer: str | None) -> dic
     found = client.get_bugs(plan.bugs)
     missing = sorted(set(plan.bugs) - {int(b["id"]) for b in found})
     if missing:
-        info(f"note: cannot see bug(s) {', '.join(map(str, missing))}; nobody asked for them")
+        shown = ", ".join(map(str, missing[:_MISSING_SHOWN]))
+        if len(missing) > _MISSING_SHOWN:
+            shown += f" and {len(missing) - _MISSING_SHOWN} more"
+        info(
+            f"note: cannot see {len(missing)} referenced bug(s) ({shown}: private, or not on "
+            f"this Bugzilla); nobody asked for them"
+        )
     for bug in found:
         email = _email(bug)
         if email.lower() in _NOBODY or (deployer and email.lower() == deployer.lower()):

@@ -284,3 +284,18 @@ def test_dry_run_of_a_new_bug_with_needinfo_sends_nothing(invoke, deploy_repo, b
         extra_env=bz_env(bugzilla_server),
     )
     assert "deploy bug: would be filed (dry run; nothing was sent)" in text.stdout
+
+
+def test_bugs_that_cannot_be_seen_are_counted_not_all_listed(invoke, deploy_repo, bugzilla_server):
+    """Regression: a deploy naming thousands of unknown bugs printed them all on one note line."""
+    deploy_repo.commit("bugs " + ", ".join(str(n) for n in range(700001, 700016)) + ": cleanup")
+    deploy_repo.push()
+    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "cannot see" in line]
+    assert notes == [
+        "note: cannot see 15 referenced bug(s) (700001, 700002, 700003, 700004, 700005, 700006, "
+        "700007, 700008, 700009, 700010 and 5 more: private, or not on this Bugzilla); nobody "
+        "asked for them"
+    ]
+    assert bugzilla_server.needinfos(max(bugzilla_server.bugs)) == [ENGINEER]
