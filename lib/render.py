@@ -51,13 +51,18 @@ def render(name: str, context: dict[str, Any], template_dir: str | None = None) 
     except jinja2.TemplateSyntaxError as exc:
         where = exc.filename or name
         raise UserError(f"template {where}, line {exc.lineno}: {exc.message}") from None
-    except jinja2.TemplateNotFound:
+    except jinja2.TemplateNotFound as exc:
         searched = ", ".join(str(d) for d in template_dirs(template_dir))
+        if exc.name != name:  # `name` exists; what it includes or extends does not
+            raise UserError(
+                f"template {_where(exc, name)}: includes {exc.name}, which is not in {searched}"
+            ) from None
         raise UserError(f"template {name} not found in {searched}") from None
     except jinja2.UndefinedError as exc:
         raise UserError(f"template {_where(exc, name)}: {exc.message}") from None
     except UnicodeDecodeError:
-        raise UserError(f"template {name} is not UTF-8 text") from None
+        found = next((d / name for d in template_dirs(template_dir) if (d / name).is_file()), name)
+        raise UserError(f"template {found} is not UTF-8 text") from None
 
 
 def preload(names: list[str], template_dir: str | None = None) -> None:

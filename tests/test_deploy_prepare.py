@@ -473,7 +473,15 @@ def test_template_errors_name_the_file_and_line(invoke, tagged_repo, tmp_path):
     line = fail(
         invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
     )
-    assert "is not UTF-8" in line
+    assert line == f"error: template {summary} is not UTF-8 text"
+    summary.unlink()
+    description = custom / "deploy_bug_description.md.j2"
+    description.write_text("{{ next_tag }}\n{% include 'nothere.j2' %}\n")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    # Regression: this said the description template itself was not found.
+    assert line.startswith(f"error: template {description}, line 2: includes nothere.j2, which")
 
 
 def test_credentials_in_the_bugzilla_url_never_reach_the_text(invoke, tagged_repo):
