@@ -120,7 +120,7 @@ def preflight(repo: GitRepo, *, remote: str, main_branch: str, offline: bool) ->
         )
     if offline:
         return
-    repo.fetch(remote)
+    repo.fetch(remote, main_branch)
     upstream = f"refs/remotes/{remote}/{main_branch}"
     if repo.rev_parse(upstream) is None:
         raise UserError(f"remote {remote!r} has no branch {main_branch!r}")

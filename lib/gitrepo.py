@@ -209,15 +209,20 @@ class GitRepo:
     def has_remote(self, remote: str) -> bool:
         return remote in self.read("remote").split()
 
-    def fetch(self, remote: str) -> None:
-        """Fetch branches and tags from `remote`; a failure suggests --offline."""
+    def fetch(self, remote: str, branch: str) -> None:
+        """Fetch `branch` (into refs/remotes/REMOTE/BRANCH) and the tags from `remote`; a failure
+        suggests --offline. The branch is named explicitly so that a branch the remote no longer
+        has is an error, not a stale remote-tracking ref left from an earlier fetch."""
         if not self.has_remote(remote):
             raise UserError(
                 f"the repository has no remote named {remote!r} (set deploy.remote, "
                 f"or use --offline to skip the fetch)"
             )
-        result = self._run(("fetch", "--tags", remote))
+        refspec = f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"
+        result = self._run(("fetch", "--tags", remote, refspec))
         if result.returncode != 0:
+            if f"couldn't find remote ref refs/heads/{branch}" in result.stderr:
+                raise UserError(f"remote {remote!r} has no branch {branch!r}")
             moved = re.search(r"\[rejected\]\s+(\S+)\s+->\s+\S+\s+\(would clobber", result.stderr)
             if moved:
                 tag = moved.group(1)

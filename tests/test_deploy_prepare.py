@@ -277,10 +277,10 @@ def test_remote_tags_decide_the_previous_tag_online(invoke, tagged_repo):
     assert plan["previous_tag"] == "99" and plan["next_tag"] == "100"
 
 
-def test_local_tag_moved_away_from_the_remote_shows_gits_reason(invoke, tagged_repo):
+def test_local_tag_moved_away_from_the_remote_is_named(invoke, tagged_repo):
     tagged_repo.git("tag", "-f", "100", "HEAD~1")
     line = fail(invoke, tagged_repo.path)
-    assert "could not fetch" in line and "would clobber existing tag" in line
+    assert "tag 100 on remote 'origin' names another object than the local tag 100" in line
 
 
 def test_signed_commits_with_log_show_signature_keep_clean_shas(invoke, service_repo, tmp_path):
@@ -756,3 +756,14 @@ def test_a_bad_bugzilla_url_is_refused_without_filing_too(invoke, tagged_repo, u
         "error: bugzilla.url must be an http(s) URL such as https://bugzilla.mozilla.org/rest/, "
         f"not {url!r}"
     ]
+
+
+def test_a_main_branch_gone_from_the_remote_is_refused(invoke, tagged_repo):
+    """Regression: after the remote's main was renamed, the fetch (which prunes nothing) left the
+    stale refs/remotes/origin/main and the comparison passed against it."""
+    tagged_repo.git("push", "--quiet", "origin", "main", "--tags")
+    assert prepare_json(invoke, tagged_repo)["next_tag"] == "101"
+    tagged_repo.remote_git("branch", "-m", "main", "trunk")
+    result = invoke("deploy.prepare", "--repo", str(tagged_repo.path))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["error: remote 'origin' has no branch 'main'"]
