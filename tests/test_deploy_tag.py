@@ -179,7 +179,8 @@ def test_dry_run_flag_of_the_task_is_the_global_dry(deploy):
     result = deploy.run("deploy.tag", "101", "--dry-run")
     assert result.returncode == 0, result.stderr
     err = result.stderr
-    assert "dry-run: runs: git fetch --tags origin\n" in err
+    fetch = "git fetch --tags origin +refs/heads/main:refs/remotes/origin/main"
+    assert f"dry-run: runs: {fetch}\n" in err
     assert "dry-run: runs: git commit-tree -S" in err
     assert "dry-run: would run: git tag -s -F - 101 " in err  # (the message goes on stdin)
     assert "Tagging 101 for deploy to prod" in err
