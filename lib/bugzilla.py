@@ -841,14 +841,14 @@ def client_from_config(
     c: Any, *, dry_run: bool = False, api_key: str | None = None
 ) -> BugzillaClient:
     """The client for the configured Bugzilla (bugzilla.url/auth/timeout) and the user's key."""
-    from lib.settings import setting
+    from lib.settings import setting, text_setting
 
-    url = str(setting(c, "bugzilla.url"))
+    url = text_setting(c, "bugzilla.url")
     key = api_key if api_key is not None else api_key_from_environment(url)
     return BugzillaClient(
         url,
         key,
-        auth=str(setting(c, "bugzilla.auth")),
+        auth=text_setting(c, "bugzilla.auth"),
         timeout=setting(c, "bugzilla.timeout"),
         dry_run=dry_run,
     )

@@ -13,7 +13,7 @@ from lib.deploytags import TagScheme
 from lib.deploytags import today as utc_today
 from lib.errors import UserError
 from lib.gitrepo import GitRepo
-from lib.settings import setting
+from lib.settings import text_setting
 
 #: Bugzilla refuses comments (and so descriptions) longer than this (code 114).
 MAX_COMMENT_LENGTH = 65_535
@@ -30,7 +30,7 @@ def deploy_summary(c: Any, tag: str) -> str:
     """
     from lib.render import render_config
 
-    context = {"project": str(setting(c, "deploy.project")), "next_tag": tag}
+    context = {"project": text_setting(c, "deploy.project"), "next_tag": tag}
     summary = render_config(c, SUMMARY_TEMPLATE, context).strip()
     if not summary or "\n" in summary or len(summary) > MAX_SUMMARY_LENGTH:
         raise UserError(
@@ -253,7 +253,7 @@ DESCRIPTION_TEMPLATE = "deploy_bug_description.md.j2"
 
 
 def _text_context(c: Any, plan: DeployPlan) -> dict[str, Any]:
-    bugs_base = bug_link(str(setting(c, "bugzilla.url")), 0)[:-1]
+    bugs_base = bug_link(text_setting(c, "bugzilla.url"), 0)[:-1]
     return {
         "project": plan.project,
         "next_tag": plan.next_tag,
@@ -262,8 +262,8 @@ def _text_context(c: Any, plan: DeployPlan) -> dict[str, Any]:
         "head": plan.head,
         "bugs": [{"number": n, "url": f"{bugs_base}{n}"} for n in plan.bugs],
         "compare_url": plan.compare_url,
-        "stage_url": setting(c, "deploy.stage_url"),
-        "prod_url": setting(c, "deploy.prod_url"),
+        "stage_url": text_setting(c, "deploy.stage_url"),
+        "prod_url": text_setting(c, "deploy.prod_url"),
     }
 
 
@@ -326,8 +326,8 @@ def build_plan(
     from lib.render import preload_config
 
     scheme = scheme_from_config(c)
-    main_branch = str(setting(c, "deploy.main_branch"))
-    remote = str(setting(c, "deploy.remote"))
+    main_branch = text_setting(c, "deploy.main_branch")
+    remote = text_setting(c, "deploy.remote")
     main_ref = f"refs/heads/{main_branch}"
     refs = repo.ref_commits(main_ref, "refs/tags")
     tags = {
@@ -348,13 +348,13 @@ def build_plan(
         previous=last_tag,
     )
     next_tag = scheme.next(last_tag, taken, today or utc_today())
-    url = compare_url(str(setting(c, "deploy.github_repo")), previous, head_sha)
+    url = compare_url(text_setting(c, "deploy.github_repo"), previous, head_sha)
     pending = start_history(repo, previous_sha, head_sha)
     try:
         # While git walks the history (on another core), load what the texts need: Jinja2,
         # the compiled templates, and the Bugzilla link helpers (checking bugzilla.url).
         preload_config(c, [SUMMARY_TEMPLATE, DESCRIPTION_TEMPLATE])
-        bug_link(str(setting(c, "bugzilla.url")), 0)
+        bug_link(text_setting(c, "bugzilla.url"), 0)
     except BaseException:
         pending.cancel()
         raise
@@ -365,7 +365,7 @@ def build_plan(
             f"choose another --head or --since"
         )
     plan = DeployPlan(
-        project=str(setting(c, "deploy.project")),
+        project=text_setting(c, "deploy.project"),
         previous_tag=previous,
         previous_sha=previous_sha,
         next_tag=next_tag,

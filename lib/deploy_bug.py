@@ -8,7 +8,7 @@ from typing import Any
 from lib.console import info
 from lib.deploy import DeployPlan, bug_link
 from lib.errors import UserError
-from lib.settings import is_dry, setting
+from lib.settings import is_dry, text_setting
 
 PRIORITIES = ("P1", "P2")
 #: Bugzilla's placeholder assignees: nobody to ask.
@@ -38,9 +38,9 @@ def enter_bug_link(c: Any, plan: DeployPlan, priority: str) -> tuple[str, bool]:
 
     def link(description: str) -> str:
         return enter_bug_url(
-            str(setting(c, "bugzilla.url")),
-            product=str(setting(c, "bugzilla.product")),
-            component=str(setting(c, "bugzilla.component")),
+            text_setting(c, "bugzilla.url"),
+            product=text_setting(c, "bugzilla.product"),
+            component=text_setting(c, "bugzilla.component"),
             summary=plan.summary,
             description=description,
             priority=priority,
@@ -57,21 +57,21 @@ def connect(c: Any) -> Any | None:
     """A BugzillaClient for the configured server, or None when no API key is configured."""
     from lib.bugzilla import api_key_from_environment, client_from_config
 
-    api_key = api_key_from_environment(str(setting(c, "bugzilla.url")))
+    api_key = api_key_from_environment(text_setting(c, "bugzilla.url"))
     return client_from_config(c, dry_run=is_dry(c), api_key=api_key) if api_key else None
 
 
 def deployer(c: Any, client: Any) -> str | None:
     """The email of the person running the deploy: the API key's user, else bugzilla.user."""
-    return client.whoami() or str(setting(c, "bugzilla.user") or "") or None
+    return client.whoami() or text_setting(c, "bugzilla.user", required=False) or None
 
 
 def file_or_reuse(
     c: Any, client: Any, plan: DeployPlan, *, priority: str, assignee: str | None
 ) -> tuple[int, bool]:
     """The deploy bug's id, filed now or found by its exact summary; (id, filed_now)."""
-    product = str(setting(c, "bugzilla.product"))
-    component = str(setting(c, "bugzilla.component"))
+    product = text_setting(c, "bugzilla.product")
+    component = text_setting(c, "bugzilla.component")
     existing = client.find_bugs(product, plan.summary)
     open_bugs = [b for b in existing if b.get("is_open", True)]
     if open_bugs:
@@ -169,13 +169,13 @@ def needinfo_text(c: Any, plan: DeployPlan, people: dict[str, list[int]]) -> str
     """The comment asking `people` (email -> their bugs) to verify their changes on stage."""
     from lib.render import render_config
 
-    bugzilla_url = str(setting(c, "bugzilla.url"))
+    bugzilla_url = text_setting(c, "bugzilla.url")
     text = render_config(
         c,
         NEEDINFO_TEMPLATE,
         {
             "next_tag": plan.next_tag,
-            "stage_url": setting(c, "deploy.stage_url"),
+            "stage_url": text_setting(c, "deploy.stage_url"),
             "people": [
                 {
                     "email": email,

@@ -19,7 +19,7 @@ from typing import Any
 from lib.console import info
 from lib.errors import UserError
 from lib.gitrepo import GitRepo
-from lib.settings import setting
+from lib.settings import setting, text_setting
 
 # -- shared lookups --------------------------------------------------------------------------------
 
@@ -28,7 +28,7 @@ def bugzilla_client(c: Any, *, dry: bool, need_key: bool) -> Any:
     """A BugzillaClient for the configured server; without an API key only reads work."""
     from lib.bugzilla import api_key_from_environment, client_from_config
 
-    url = str(setting(c, "bugzilla.url"))
+    url = text_setting(c, "bugzilla.url")
     api_key = api_key_from_environment(url)
     if need_key and not api_key and not dry:
         raise UserError(
@@ -41,7 +41,7 @@ def bugzilla_client(c: Any, *, dry: bool, need_key: bool) -> Any:
 def has_api_key(c: Any) -> bool:
     from lib.bugzilla import api_key_from_environment
 
-    return bool(api_key_from_environment(str(setting(c, "bugzilla.url"))))
+    return bool(api_key_from_environment(text_setting(c, "bugzilla.url")))
 
 
 def _status_text(bug: dict[str, Any]) -> str:
@@ -76,7 +76,7 @@ def find_deploy_bug(
                 f"deploy bug of {tag}"
             )
     else:
-        product = str(setting(c, "bugzilla.product"))
+        product = text_setting(c, "bugzilla.product")
         bugs = client.find_bugs(product, summary)
         if not bugs:
             return None
@@ -266,8 +266,8 @@ def plan_tag(
     from lib.signing import check_signing
     from lib.tagging import has_show_comment, local_tag, push_probe, remote_tag_object, tag_message
 
-    remote = str(setting(c, "deploy.remote"))
-    main_branch = str(setting(c, "deploy.main_branch"))
+    remote = text_setting(c, "deploy.remote")
+    main_branch = text_setting(c, "deploy.main_branch")
     scheme = scheme_from_config(c)
 
     branch = repo.current_branch()
@@ -561,7 +561,7 @@ def deploy_status(
     from lib import dockerflow
     from lib.tagging import has_show_comment, local_tag, remote_tag_object, verify_tag
 
-    remote = str(setting(c, "deploy.remote"))
+    remote = text_setting(c, "deploy.remote")
     steps: list[Step] = []
     local = local_tag(repo, tag)
     commit = local.commit_sha if local else None
@@ -652,7 +652,7 @@ def deploy_status(
 
     served: dict[str, Any] = {}
     for env in ("stage", "prod"):
-        base = str(setting(c, f"deploy.{env}_url"))
+        base = text_setting(c, f"deploy.{env}_url")
         answer = dockerflow.fetch_version(base, echo=echo)
         served[env] = {
             "url": base,
@@ -768,7 +768,7 @@ def finish(
     from lib import dockerflow
     from lib.tagging import local_tag
 
-    remote = str(setting(c, "deploy.remote"))
+    remote = text_setting(c, "deploy.remote")
     client = bugzilla_client(c, dry=dry, need_key=False)
     bug = find_deploy_bug(c, client, tag, bug_id, require_open=False)
     if bug is None:
@@ -784,7 +784,7 @@ def finish(
     commit = tag_commit(repo, remote, tag)
     if commit is None:
         raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")
-    prod_url = str(setting(c, "deploy.prod_url"))
+    prod_url = text_setting(c, "deploy.prod_url")
     served = dockerflow.fetch_version(prod_url, echo=dry)
     live = dockerflow.serves(served, commit, contains_commit(repo))
     if not live and not force:
@@ -811,7 +811,7 @@ def finish(
             "forced": force and not live,
             "when": when,
             "notes": [n for n in notes if n.strip()],
-            "github_repo": str(setting(c, "deploy.github_repo")),
+            "github_repo": text_setting(c, "deploy.github_repo"),
         },
         change_lines(local.message) if local and local.annotated else [],
     )
@@ -864,8 +864,8 @@ def watch(
     timeout_s = _seconds(c, "deploy.watch_timeout", "--timeout", timeout)
     interval_s = _seconds(c, "deploy.watch_interval", "--interval", interval)
     interval_s = min(interval_s, timeout_s)  # (a longer interval would never poll twice)
-    base = dockerflow.checked_base_url(str(setting(c, f"deploy.{env}_url")), f"deploy.{env}_url")
-    remote = str(setting(c, "deploy.remote"))
+    base = dockerflow.checked_base_url(text_setting(c, f"deploy.{env}_url"), f"deploy.{env}_url")
+    remote = text_setting(c, "deploy.remote")
     commit = tag_commit(repo, remote, tag)
     if commit is None:
         raise UserError(f"tag {tag} exists neither here nor on {remote!r}; run deploy.tag {tag}")

@@ -103,8 +103,8 @@ def _usable_prefix(prefix: str) -> bool:
 
 
 def scheme_from_config(c: Any) -> TagScheme:
-    from lib.settings import setting
+    from lib.settings import text_setting
 
     return TagScheme(
-        str(setting(c, "deploy.tag_scheme")), str(setting(c, "deploy.tag_prefix") or "")
+        text_setting(c, "deploy.tag_scheme"), text_setting(c, "deploy.tag_prefix", required=False)
     )

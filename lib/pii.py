@@ -403,13 +403,13 @@ def plan_request(request: AccessRequest, requester: str, manager: str) -> Reques
 
 def request_text(c: Any, kind: str, *, bug_id: int, requester: str, manager: str) -> str:
     from lib.render import render_config
-    from lib.settings import setting
+    from lib.settings import text_setting
 
     context = {
         "bug_id": bug_id,
         "requester": requester,
         "manager": manager,
-        "agreement_url": str(setting(c, "pii.agreement_url")),
+        "agreement_url": text_setting(c, "pii.agreement_url"),
     }
     body = render_config(c, TEMPLATES[kind], context).rstrip()
     person = requester if kind == "agreement" else manager
@@ -418,9 +418,9 @@ def request_text(c: Any, kind: str, *, bug_id: int, requester: str, manager: str
 
 def granted_text(c: Any, *, bug_id: int, requester: str) -> str:
     from lib.render import render_config
-    from lib.settings import setting
+    from lib.settings import text_setting
 
-    context = {"bug_id": bug_id, "requester": requester, "group": str(setting(c, "pii.group"))}
+    context = {"bug_id": bug_id, "requester": requester, "group": text_setting(c, "pii.group")}
     body = render_config(c, TEMPLATES["granted"], context).rstrip()
     return f"{body}\n\n{granted_marker(requester)}\n"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import UserError
-from lib.settings import PROJECT_ROOT
+from lib.settings import PROJECT_ROOT, text_setting
 
 DEFAULT_TEMPLATE_DIR = PROJECT_ROOT / "templates"
 
@@ -90,9 +90,8 @@ def _where(exc: BaseException, name: str) -> str:
 
 
 def _configured_dir(c: Any) -> str | None:
-    from lib.settings import setting
 
-    return str(setting(c, "templates.dir") or "") or None
+    return text_setting(c, "templates.dir", required=False) or None
 
 
 def render_config(c: Any, name: str, context: dict[str, Any]) -> str:

@@ -42,6 +42,28 @@ def setting(c: Any, dotted: str, *, many: bool = False) -> Any:
     return node
 
 
+def text_setting(c: Any, dotted: str, *, required: bool = True) -> str:
+    """A text setting (a name, a URL, a path) as a str; a UserError if it cannot be one.
+
+    A YAML `true`/`false` (e.g. an unquoted `yes`) is refused rather than used as "True"; an
+    empty value (or `null`) is refused when the setting is `required`.
+    """
+    value = setting(c, dotted)
+    source = f"the config files and INVOKE_{dotted.upper().replace('.', '_')}"
+    if isinstance(value, bool):
+        raise UserError(
+            f"config value {dotted} must be text, not {str(value).lower()} (check {source}; "
+            "quote the value in YAML)"
+        )
+    result = "" if value is None else str(value)
+    if required and not result.strip():
+        raise UserError(
+            f"config value {dotted} is empty; it needs a value (check {source}; the default is "
+            "in invoke.yaml)"
+        )
+    return result
+
+
 def _is_utf8(text: str) -> bool:
     """False for text decoded from invalid bytes (Python keeps them as lone surrogates)."""
     try:

@@ -93,3 +93,41 @@ def test_list_settings_accept_yaml_lists(invoke, tmp_path):
     result = invoke("-f", str(config), "--dry", "deps.check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "a.txt" in result.stdout + result.stderr and "b.txt" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("deploy:\n  main_branch: null\n", "config value deploy.main_branch is empty"),
+        ("deploy:\n  remote: ''\n", "config value deploy.remote is empty"),
+        ("deploy:\n  project: yes\n", "config value deploy.project must be text, not true"),
+        ("templates:\n  dir: true\n", "config value templates.dir must be text, not true"),
+        ("bugzilla:\n  component: false\n", "config value bugzilla.component must be text"),
+    ],
+)
+def test_an_empty_or_true_false_text_setting_is_one_clear_line(
+    invoke, service_repo, tmp_path, yaml_text, expected
+):
+    """Regression: `main_branch: null` gave "branch 'None' does not exist"; `templates.dir: true`
+    looked for a directory named True; `project: yes` filed "True deploy: 101"."""
+    service_repo.commit("work")
+    config = tmp_path / "releng.yaml"
+    config.write_text(yaml_text)
+    result = invoke(
+        "-f", str(config), "deploy.prepare", "--repo", str(service_repo.path), "--offline"
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert expected in line, result.stderr
+    assert result.stdout == ""
+
+
+def test_an_empty_setting_from_the_environment_is_named(invoke, service_repo):
+    service_repo.commit("work")
+    env = {"INVOKE_DEPLOY_MAIN_BRANCH": "", "INVOKE_DEPLOY_REPO": str(service_repo.path)}
+    result = invoke("deploy.prepare", "--offline", extra_env=env)
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert "config value deploy.main_branch is empty" in line
+    assert "INVOKE_DEPLOY_MAIN_BRANCH" in line

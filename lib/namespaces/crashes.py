@@ -3,7 +3,7 @@
 from invoke import task
 
 from lib.errors import UserError
-from lib.settings import is_dry, number, resolve_path, setting
+from lib.settings import is_dry, number, resolve_path, setting, text_setting
 
 
 def _host(c, host):
@@ -226,13 +226,15 @@ def request_reprocessing(c, url=None, reason=None, host=None, dry_run=False):
     client = CrashStatsClient(base, None)
     client.policy = _policy(c)
     try:
-        request = build_request(client, url, reason, template_dir=setting(c, "templates.dir"))
+        request = build_request(
+            client, url, reason, template_dir=text_setting(c, "templates.dir", required=False)
+        )
     finally:
         client.close()
     info(f"{request.total:,} crash reports match the search")
-    product = setting(c, "crashes.request_product")
-    component = setting(c, "crashes.request_component")
-    bugzilla_url = setting(c, "bugzilla.url")
+    product = text_setting(c, "crashes.request_product")
+    component = text_setting(c, "crashes.request_component")
+    bugzilla_url = text_setting(c, "bugzilla.url")
     dry = is_dry(c, dry_run)
     api_key = api_key_from_environment(bugzilla_url)
     if not api_key:

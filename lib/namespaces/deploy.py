@@ -7,7 +7,7 @@ import json
 from invoke import task
 
 from lib.console import info, write_bytes
-from lib.settings import resolve_path, setting
+from lib.settings import resolve_path, setting, text_setting
 
 
 def _open_repo(c, repo):
@@ -55,9 +55,9 @@ def prepare(
     git = _open_repo(c, repo)
     if file_bug or needinfo:
         deploy.refuse_own_checkout(git)
-    remote = str(setting(c, "deploy.remote"))
+    remote = text_setting(c, "deploy.remote")
     deploy.preflight(
-        git, remote=remote, main_branch=str(setting(c, "deploy.main_branch")), offline=offline
+        git, remote=remote, main_branch=text_setting(c, "deploy.main_branch"), offline=offline
     )
     remote_tags = None if offline else git.remote_tags(remote)
     plan = deploy.build_plan(c, git, since=since, head=head, remote_tags=remote_tags)

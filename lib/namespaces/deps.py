@@ -9,7 +9,7 @@ from invoke.exceptions import Exit
 
 from lib.console import info
 from lib.errors import UserError
-from lib.settings import is_dry, number, resolve_path, setting, str_list
+from lib.settings import is_dry, number, resolve_path, setting, str_list, text_setting
 
 
 @task(
@@ -102,7 +102,7 @@ def check(c, requirements=None, npm_dir=None, advisory_db=None, json_=False):
                 report.merge(
                     audit.run_pip_audit(
                         scan.pins,
-                        service=str(setting(c, "deps.service")),
+                        service=text_setting(c, "deps.service"),
                         timeout=number(c, "deps.timeout", kind=int, minimum=1),
                     )
                 )

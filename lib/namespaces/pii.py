@@ -7,7 +7,7 @@ import json
 from invoke import task
 
 from lib.console import info
-from lib.settings import is_dry, setting
+from lib.settings import is_dry, setting, text_setting
 
 
 def _client(c, *, need_key: bool):
@@ -125,8 +125,8 @@ def grant(c, bug, yes=False, accept_answer_from_others=False):
             f"{pii.KIND_LABELS[other.kind]} asked of {other.person} (--accept-answer-from-others)"
         )
     requester = state.requester
-    group = str(setting(c, "pii.group"))
-    link = pii.admin_link(str(setting(c, "pii.admin_url")), requester)
+    group = text_setting(c, "pii.group")
+    link = pii.admin_link(text_setting(c, "pii.admin_url"), requester)
     text = pii.granted_text(c, bug_id=bug_id, requester=requester)
     print(f"bug {bug_id}: both requests answered")
     for line in pii.answer_lines(state):
