@@ -82,7 +82,7 @@ def api_key_from_environment(url: str) -> str | None:
     """
     key = os.environ.get("BUGZILLA_API_KEY", "").strip()
     if key:
-        return key
+        return _checked_key(key, "BUGZILLA_API_KEY")
     netloc = _host_port(url)
     url = public_url(url)
     found: str | None = None
@@ -99,8 +99,20 @@ def api_key_from_environment(url: str) -> str | None:
         for section in parser.sections():
             matches = section == netloc or ("/" in section and section in url)
             if matches and parser.get(section, "api_key", fallback="").strip():
-                found = parser.get(section, "api_key").strip()
+                found = _checked_key(parser.get(section, "api_key").strip(), str(path))
     return found
+
+
+def _checked_key(key: str, source: str) -> str:
+    """`key` if it can be an API key (printable ASCII, no spaces); else a UserError naming where
+    it came from, never the key itself (it could not even be sent in a header)."""
+    if not all("!" <= ch <= "~" for ch in key):
+        raise UserError(
+            f"the Bugzilla API key from {source} contains spaces, control characters or "
+            "non-ASCII characters; an API key has none (copy it again from Bugzilla's "
+            "Preferences > API Keys)"
+        )
+    return key
 
 
 # ---------------------------------------------------------------------- URLs
@@ -126,7 +138,11 @@ def rest_base(url: str) -> str:
     Any ``user:password@`` is dropped (the client sends it as HTTP basic auth instead).
     """
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number 0-65535)
+    except ValueError as exc:
+        raise UserError(f"bugzilla.url {public_url(url)!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
         raise UserError(
             f"bugzilla.url must be an http(s) URL such as https://bugzilla.mozilla.org/rest/, "

@@ -40,7 +40,12 @@ _REPOSITORY_VARIABLES = (
 
 def _first_line(text: str) -> str:
     """git's reason for a failure, on one line: a rejected ref (with what the remote's hooks
-    said), else the first fatal/error line, else the first line."""
+    said), else the first fatal/error line, else the first line; without a closing period, as
+    our messages go on after it."""
+    return _git_reason(text).rstrip(" .")
+
+
+def _git_reason(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
     said = [line for line in said if line]
