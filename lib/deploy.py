@@ -38,6 +38,13 @@ def deploy_summary(c: Any, tag: str) -> str:
             f"{MAX_SUMMARY_LENGTH} characters (got {len(summary.splitlines())} line(s), "
             f"{len(summary)} characters)"
         )
+    if tag not in summary:
+        # Each deploy's bug is found by its summary: without the tag, deploy 102 would reuse
+        # the bug of 101.
+        raise UserError(
+            f"template {SUMMARY_TEMPLATE} must name the tag ({{{{ next_tag }}}}): the deploy "
+            f"bug is found by its summary, so {summary!r} would be the same for every deploy"
+        )
     return summary
 
 
@@ -227,9 +234,11 @@ def warn_if_other_tags(scheme: TagScheme, tags: list[str]) -> None:
         return
     examples = ", ".join(sorted(tags, reverse=True)[:3]) + (", ..." if len(tags) > 3 else "")
     prefix = f" with prefix {scheme.prefix!r}" if scheme.prefix else ""
+    article = "an" if scheme.kind[0] in "aeiou" else "a"
     info(
         f"note: none of the repository's {len(tags)} tag(s) ({examples}) "
-        f"is a {scheme.kind} deploy tag{prefix}, so this is planned as a first deploy with every "
+        f"is {article} {scheme.kind} deploy tag{prefix}, so this is planned as a first deploy "
+        f"with every "
         f"commit; if that is wrong, check deploy.tag_scheme and deploy.tag_prefix or pass --since"
     )
 
@@ -243,7 +252,10 @@ def compare_url(github_repo: str, previous: str | None, head_sha: str) -> str:
     if not GITHUB_REPO_RE.fullmatch(github_repo):
         raise UserError(f"deploy.github_repo must look like OWNER/REPO (got {github_repo!r})")
     if previous:
-        return f"https://github.com/{github_repo}/compare/{previous}...{head_sha}"
+        from urllib.parse import quote
+
+        # A tag may hold characters that end or change a URL path (#, ?, %, space): encode them.
+        return f"https://github.com/{github_repo}/compare/{quote(previous, safe='/')}...{head_sha}"
     return f"https://github.com/{github_repo}/commits/{head_sha}"
 
 
@@ -305,6 +317,8 @@ def render_texts(c: Any, plan: DeployPlan) -> None:
         fraction = min(fraction * 0.98, fraction * MAX_COMMENT_LENGTH / len(description))
         if fraction < 0.001:
             fraction = 0.0
+    if not description.strip():
+        raise UserError(f"template {DESCRIPTION_TEMPLATE} rendered an empty description")
     plan.description = description.rstrip() + "\n"
 
 
@@ -316,10 +330,13 @@ def build_plan(
     head: str | None = None,
     remote_tags: list[str] | None = None,
     today: datetime.date | None = None,
+    filing: bool = False,
 ) -> DeployPlan:
     """The deploy plan from the repository's real history (after preflight).
 
     `remote_tags`: the remote's tag names (None when offline: the local tags are used).
+    `filing`: the plan is for a bug to file, so a head that deploy.tag would refuse (one not on
+    the main branch) is an error rather than a note.
     """
     from lib.changes import start_history
     from lib.deploytags import scheme_from_config
@@ -375,6 +392,11 @@ def build_plan(
         compare_url=url,
     )
     if head is not None and not repo.is_ancestor(head_sha, main_ref):
+        if filing:
+            raise UserError(
+                f"--head {head} ({head_sha[:7]}) is not on {main_branch}, and deploy tags are "
+                f"made on the history of {main_branch}: merge it first; nothing was filed"
+            )
         info(f"note: --head {head} is not on {main_branch}")
     render_texts(c, plan)
     return plan

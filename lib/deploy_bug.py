@@ -75,8 +75,10 @@ def file_or_reuse(
     existing = client.find_bugs(product, plan.summary)
     open_bugs = [b for b in existing if b.get("is_open", True)]
     if open_bugs:
-        bug_id = int(min(open_bugs, key=lambda b: int(b["id"]))["id"])
+        bug = min(open_bugs, key=lambda b: int(b["id"]))
+        bug_id = int(bug["id"])
         info(f"bug {bug_id} already has the summary {plan.summary!r}; reusing it, not filing again")
+        _reuse_notes(client, bug, open_bugs, plan, priority=priority, assignee=assignee)
         return bug_id, False
     if existing:
         closed = int(existing[0]["id"])
@@ -103,6 +105,37 @@ def file_or_reuse(
         bug_type="task",
     )
     return int(bug_id), True
+
+
+def _reuse_notes(
+    client: Any,
+    bug: dict,
+    open_bugs: list[dict],
+    plan: DeployPlan,
+    *,
+    priority: str,
+    assignee: str | None,
+) -> None:
+    """Say what a reused bug does not reflect: a newer plan, options for a new bug, duplicates."""
+    bug_id = int(bug["id"])
+    others = sorted(int(b["id"]) for b in open_bugs if int(b["id"]) != bug_id)
+    if others:
+        info(
+            f"note: open bug(s) {', '.join(map(str, others))} have the same summary too; "
+            f"using the oldest, {bug_id} (close the duplicates)"
+        )
+    comments = client.comments(bug_id)
+    filed_text = str(comments[0].get("text", "")) if comments else ""
+    if filed_text.strip() != plan.description.strip():
+        info(
+            f"note: bug {bug_id}'s description differs from this plan (filed for other changes, "
+            f"or from another template); it is left as it is: if the changes printed here need "
+            f"verifying, add them to the bug"
+        )
+    if assignee and _email(bug).lower() != assignee.lower():
+        info(f"note: --assignee applies to a new bug only; bug {bug_id} keeps {_email(bug)}")
+    if bug.get("priority") in ("P1", "P2", "P3", "P4", "P5") and bug["priority"] != priority:
+        info(f"note: --priority applies to a new bug only; bug {bug_id} keeps {bug['priority']}")
 
 
 def _email(bug: dict) -> str:
@@ -238,9 +271,19 @@ def publish(
         dry_run=is_dry(c),
     )
     if needinfo:
-        plan.extra["needinfo"] = request_verification(
-            c, client, plan, bug_id, deployer=assignee or deployer(c, client)
-        )
+        try:
+            plan.extra["needinfo"] = request_verification(
+                c, client, plan, bug_id, deployer=assignee or deployer(c, client)
+            )
+        except UserError as exc:
+            if not bug_id:
+                raise
+            state = "was filed" if filed else "exists"
+            raise UserError(
+                f"the deploy bug {state} ({plan.extra['bug_url']}) but the needinfo request "
+                f"failed: {exc.reason}; rerun the same command to ask again (it reuses the bug)",
+                exc.code,
+            ) from None
 
 
 def outcome_lines(plan: DeployPlan) -> list[str]:

@@ -46,6 +46,7 @@ def render(name: str, context: dict[str, Any], template_dir: str | None = None) 
     import jinja2
 
     env = _environment(template_dir)
+    _refuse_unreadable_override(name, template_dir)
     try:
         return env.get_template(name).render(**context)
     except jinja2.TemplateSyntaxError as exc:
@@ -63,6 +64,27 @@ def render(name: str, context: dict[str, Any], template_dir: str | None = None) 
     except UnicodeDecodeError:
         found = next((d / name for d in template_dirs(template_dir) if (d / name).is_file()), name)
         raise UserError(f"template {found} is not UTF-8 text") from None
+    except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        # Errors of the template's own expressions ({{ 1/0 }}, {{ x[5] }}, a bad filter use).
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(
+            f"template {_where(exc, name)}: {type(exc).__name__}{': ' + detail if detail else ''}"
+        ) from None
+    except RecursionError:
+        raise UserError(
+            f"template {name} includes or extends itself without end (check its "
+            "{% include %} and {% extends %} lines)"
+        ) from None
+
+
+def _refuse_unreadable_override(name: str, template_dir: str | None) -> None:
+    """An entry `name` in templates.dir that is not a readable file (a directory, a dangling
+    link) is an error: Jinja2 would silently use the project's template instead."""
+    if not template_dir:
+        return
+    candidate = template_dirs(template_dir)[0] / name
+    if (candidate.exists() or candidate.is_symlink()) and not candidate.is_file():
+        raise UserError(f"template {candidate} is not a file (templates.dir overrides {name})")
 
 
 def preload(names: list[str], template_dir: str | None = None) -> None:
@@ -90,7 +112,6 @@ def _where(exc: BaseException, name: str) -> str:
 
 
 def _configured_dir(c: Any) -> str | None:
-
     return text_setting(c, "templates.dir", required=False) or None
 
 

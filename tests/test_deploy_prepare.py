@@ -767,3 +767,105 @@ def test_a_main_branch_gone_from_the_remote_is_refused(invoke, tagged_repo):
     result = invoke("deploy.prepare", "--repo", str(tagged_repo.path))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == ["error: remote 'origin' has no branch 'main'"]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://[::1/rest/", "Invalid IPv6 URL"),
+        ("https://bz.example:abc/rest/", "Port could not be cast to integer value as 'abc'"),
+        ("https://me:pw-4711@bz.example:99999/rest/", "Port out of range 0-65535"),
+    ],
+)
+def test_a_malformed_bugzilla_url_is_one_line(invoke, tagged_repo, url, reason):
+    """Regression: an unclosed IPv6 bracket was a ValueError traceback; a bad port was accepted
+    for the printed links and failed later as a bare "InvalidURL"."""
+    line = fail(invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_BUGZILLA_URL": url})
+    assert line.startswith("error: bugzilla.url ") and line.endswith(
+        f"is not a valid URL: {reason}"
+    )
+    assert "pw-4711" not in line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{ next_tag }} {{ 1/0 }}\n", ", line 1: ZeroDivisionError: division by zero"),
+        ("{{ next_tag }}\n{{ next_tag + 1 }}\n", ", line 2: TypeError: can only concatenate str"),
+        (
+            "{% extends 'deploy_bug_description.md.j2' %}\n",
+            "includes or extends itself without end",
+        ),
+    ],
+)
+def test_a_template_that_fails_while_rendering_is_one_line(
+    invoke, tagged_repo, tmp_path, text, expected
+):
+    """Regression: {{ 1/0 }} was a ZeroDivisionError traceback, a template extending itself a
+    RecursionError traceback."""
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "deploy_bug_description.md.j2").write_text(text)
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert line.startswith("error: template ") and "deploy_bug_description.md.j2" in line
+    assert expected in line
+
+
+def test_an_override_that_is_not_a_file_is_named(invoke, tagged_repo, tmp_path):
+    """Regression: a directory or a dangling link in templates.dir was skipped silently and the
+    project's template used instead."""
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    entry = custom / "deploy_bug_summary.txt.j2"
+    entry.mkdir()
+    env = {"INVOKE_TEMPLATES_DIR": str(custom)}
+    line = fail(invoke, tagged_repo.path, "--offline", extra_env=env)
+    assert line == f"error: template {entry} is not a file (templates.dir overrides {entry.name})"
+    entry.rmdir()
+    entry.symlink_to(tmp_path / "gone.j2")
+    line = fail(invoke, tagged_repo.path, "--offline", extra_env=env)
+    assert line == f"error: template {entry} is not a file (templates.dir overrides {entry.name})"
+
+
+def test_a_summary_template_without_the_tag_is_refused(invoke, tagged_repo, tmp_path):
+    """Regression: a summary without the tag was the same for every deploy, so deploy 102
+    reused the bug of deploy 101."""
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "deploy_bug_summary.txt.j2").write_text("{{ project }} deploy\n")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert line.startswith(
+        "error: template deploy_bug_summary.txt.j2 must name the tag ({{ next_tag }})"
+    )
+
+
+def test_an_empty_description_is_refused(invoke, tagged_repo, tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "deploy_bug_description.md.j2").write_text("{# nothing #}\n\n")
+    line = fail(
+        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    )
+    assert line == "error: template deploy_bug_description.md.j2 rendered an empty description"
+
+
+def test_the_compare_link_encodes_the_previous_tag(invoke, tagged_repo):
+    """Regression: a `#` in the --since tag cut the link (`.../compare/a#b...`)."""
+    tagged_repo.tag("a#b", "HEAD~1")
+    plan = prepare_json(invoke, tagged_repo, "--offline", "--since", "a#b")
+    assert plan["compare_url"] == (
+        f"https://github.com/mozilla-services/socorro/compare/a%23b...{plan['head']}"
+    )
+
+
+def test_the_other_scheme_note_says_an_integer(invoke, service_repo):
+    service_repo.commit("work")
+    service_repo.tag("v2026.01.02")
+    service_repo.commit("more work")
+    result = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline")
+    assert result.returncode == 0, result.stderr
+    assert "(v2026.01.02) is an integer deploy tag, so" in result.stderr

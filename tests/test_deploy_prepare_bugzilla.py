@@ -299,3 +299,91 @@ def test_bugs_that_cannot_be_seen_are_counted_not_all_listed(invoke, deploy_repo
         "asked for them"
     ]
     assert bugzilla_server.needinfos(max(bugzilla_server.bugs)) == [ENGINEER]
+
+
+def test_a_reused_bug_says_what_it_does_not_reflect(invoke, deploy_repo, bugzilla_server):
+    """Regression: a rerun after new commits reused the bug silently (its description lists the
+    older changes), and --priority / --assignee were dropped without a word."""
+    first = run(invoke, deploy_repo, bugzilla_server, "--file-bug", "--json")
+    assert first.returncode == 0, first.stderr
+    bug_id = json.loads(first.stdout)["bug_id"]
+    same = run(invoke, deploy_repo, bugzilla_server, "--file-bug")
+    assert same.returncode == 0 and "note:" not in same.stderr, same.stderr  # nothing changed
+
+    deploy_repo.commit("bug 777: landed after the bug was filed")
+    deploy_repo.push()
+    again = run(
+        invoke, deploy_repo, bugzilla_server, "--file-bug", "--priority", "P1",
+        "--assignee", ENGINEER,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"deploy bug (reused): {bugzilla_server.base}/show_bug.cgi?id={bug_id}" in again.stdout
+    assert f"note: bug {bug_id}'s description differs from this plan" in again.stderr
+    assert f"note: --assignee applies to a new bug only; bug {bug_id} keeps {RELENG}" in (
+        again.stderr
+    )
+    assert f"note: --priority applies to a new bug only; bug {bug_id} keeps P2" in again.stderr
+    bug = bugzilla_server.bug(bug_id)
+    assert (bug["priority"], bug["assigned_to"]) == ("P2", RELENG)  # left as it was
+    assert len(bugzilla_server.bugs) == 2 + 1  # the two referenced bugs and the deploy bug
+
+
+def test_duplicate_open_deploy_bugs_are_named(invoke, deploy_repo, bugzilla_server):
+    ids = [
+        bugzilla_server.add_bug(product="Socorro", component="Infra", summary="socorro deploy: 101")
+        for _ in range(2)
+    ]
+    result = run(invoke, deploy_repo, bugzilla_server, "--file-bug")
+    assert result.returncode == 0, result.stderr
+    assert f"deploy bug (reused): {bugzilla_server.base}/show_bug.cgi?id={ids[0]}" in result.stdout
+    assert f"note: open bug(s) {ids[1]} have the same summary too; using the oldest, {ids[0]}" in (
+        result.stderr
+    )
+
+
+def test_a_failed_needinfo_after_filing_names_the_filed_bug(invoke, deploy_repo, bugzilla_server):
+    """Regression: the bug was filed, the needinfo comment failed, and the error did not say that
+    a bug existed now."""
+    bugzilla_server.add_fault("/rest/bug/*", method="PUT", status=500, count=None)
+    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    (bug_id,) = [
+        i for i, b in bugzilla_server.bugs.items() if b["summary"] == "socorro deploy: 101"
+    ]
+    assert line.startswith(
+        f"error: the deploy bug was filed ({bugzilla_server.base}/show_bug.cgi?id={bug_id}) but "
+        "the needinfo request failed: "
+    )
+    assert line.endswith("; rerun the same command to ask again (it reuses the bug)")
+    assert bugzilla_server.needinfos(bug_id) == []
+
+    bugzilla_server.faults.clear()
+    again = run(invoke, deploy_repo, bugzilla_server, "--needinfo")
+    assert again.returncode == 0, again.stderr
+    assert bugzilla_server.needinfos(bug_id) == [ENGINEER]
+    assert sum(b["summary"] == "socorro deploy: 101" for b in bugzilla_server.bugs.values()) == 1
+
+
+def test_filing_for_a_head_off_main_is_refused(invoke, deploy_repo, bugzilla_server):
+    """Regression: --file-bug --head <a branch> filed a bug that deploy.tag then refuses to tag."""
+    deploy_repo.git("checkout", "-q", "-b", "side")
+    deploy_repo.commit("bug 1: only on a side branch")
+    deploy_repo.git("checkout", "-q", "main")
+    line = refused(invoke, deploy_repo, bugzilla_server, "--file-bug", "--head", "side")
+    assert line.startswith("error: --head side (") and "is not on main" in line
+    assert line.endswith("merge it first; nothing was filed")
+    assert not bugzilla_server.writes()
+
+
+@pytest.mark.parametrize("bad_key", ["two words", "key\twith-tab", "clé-non-ascii"])
+def test_an_api_key_that_cannot_be_one_is_named_not_shown(
+    invoke, deploy_repo, bugzilla_server, bad_key
+):
+    """Regression: a non-ASCII key blamed bugzilla.url; a key with a newline said InvalidHeader."""
+    line = refused(invoke, deploy_repo, bugzilla_server, "--file-bug", key=bad_key)
+    assert line.startswith(
+        "error: the Bugzilla API key from BUGZILLA_API_KEY contains spaces, control characters"
+    )
+    assert bad_key not in line
+    assert not bugzilla_server.journal  # nothing was sent

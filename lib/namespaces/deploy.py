@@ -60,7 +60,9 @@ def prepare(
         git, remote=remote, main_branch=text_setting(c, "deploy.main_branch"), offline=offline
     )
     remote_tags = None if offline else git.remote_tags(remote)
-    plan = deploy.build_plan(c, git, since=since, head=head, remote_tags=remote_tags)
+    plan = deploy.build_plan(
+        c, git, since=since, head=head, remote_tags=remote_tags, filing=file_bug or needinfo
+    )
     if plan.nothing_to_deploy:
         info(f"nothing to deploy: {plan.head[:7]} has no new commits since {plan.previous_tag}")
     else:
