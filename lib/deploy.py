@@ -265,6 +265,8 @@ DESCRIPTION_TEMPLATE = "deploy_bug_description.md.j2"
 
 
 def _text_context(c: Any, plan: DeployPlan) -> dict[str, Any]:
+    from lib.dockerflow import checked_base_url
+
     bugs_base = bug_link(text_setting(c, "bugzilla.url"), 0)[:-1]
     return {
         "project": plan.project,
@@ -274,8 +276,8 @@ def _text_context(c: Any, plan: DeployPlan) -> dict[str, Any]:
         "head": plan.head,
         "bugs": [{"number": n, "url": f"{bugs_base}{n}"} for n in plan.bugs],
         "compare_url": plan.compare_url,
-        "stage_url": text_setting(c, "deploy.stage_url"),
-        "prod_url": text_setting(c, "deploy.prod_url"),
+        "stage_url": checked_base_url(text_setting(c, "deploy.stage_url"), "deploy.stage_url"),
+        "prod_url": checked_base_url(text_setting(c, "deploy.prod_url"), "deploy.prod_url"),
     }
 
 

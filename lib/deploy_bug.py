@@ -31,9 +31,11 @@ LINK_OMITS_DESCRIPTION = (
 )
 
 
-def enter_bug_link(c: Any, plan: DeployPlan, priority: str) -> tuple[str, bool]:
-    """The prefilled enter_bug.cgi link for filing by hand, and whether the description had to be
-    left out of it (a link longer than about 8 KiB is refused by BMO)."""
+def enter_bug_link(
+    c: Any, plan: DeployPlan, priority: str, assignee: str | None = None
+) -> tuple[str, bool]:
+    """The prefilled enter_bug.cgi link for filing by hand (with --assignee, if given), and
+    whether the description had to be left out of it (BMO refuses links over about 8 KiB)."""
     from lib.bugzilla import enter_bug_url
 
     def link(description: str) -> str:
@@ -45,6 +47,7 @@ def enter_bug_link(c: Any, plan: DeployPlan, priority: str) -> tuple[str, bool]:
             description=description,
             priority=priority,
             bug_type="task",
+            assigned_to=assignee or "",
         )
 
     full = link(plan.description)
@@ -62,14 +65,32 @@ def connect(c: Any) -> Any | None:
 
 
 def deployer(c: Any, client: Any) -> str | None:
-    """The email of the person running the deploy: the API key's user, else bugzilla.user."""
-    return client.whoami() or text_setting(c, "bugzilla.user", required=False) or None
+    """The email of the person running the deploy: the API key's user, else bugzilla.user
+    (checked against the key on servers without /whoami)."""
+    me = client.whoami()
+    if me:
+        return me
+    user = text_setting(c, "bugzilla.user", required=False).strip() or None
+    if user and not client.is_key_of(user):
+        raise UserError(
+            f"bugzilla.user {user!r} is not the Bugzilla account of this API key (set it to "
+            f"the email you log in with)"
+        )
+    return user
 
 
 def file_or_reuse(
-    c: Any, client: Any, plan: DeployPlan, *, priority: str, assignee: str | None
+    c: Any,
+    client: Any,
+    plan: DeployPlan,
+    *,
+    priority: str,
+    assignee: str | None,
+    me: str | None,
 ) -> tuple[int, bool]:
-    """The deploy bug's id, filed now or found by its exact summary; (id, filed_now)."""
+    """The deploy bug's id, filed now or found by its exact summary; (id, filed_now).
+
+    `me`: the deployer (see `deployer`), the assignee when `assignee` is None."""
     product = text_setting(c, "bugzilla.product")
     component = text_setting(c, "bugzilla.component")
     existing = client.find_bugs(product, plan.summary)
@@ -87,7 +108,7 @@ def file_or_reuse(
             f"deploy another tag"
         )
     if assignee is None:
-        assignee = deployer(c, client)
+        assignee = me
         if assignee is None:
             info(
                 "note: this Bugzilla cannot say whose API key this is, so the bug gets the "
@@ -255,14 +276,16 @@ def publish(
     if (file_bug or needinfo) and client is None:
         info("no Bugzilla API key (BUGZILLA_API_KEY or bugzillarc), so nothing is filed")
     if client is None:
-        link, cut = enter_bug_link(c, plan, priority)
+        link, cut = enter_bug_link(c, plan, priority, assignee)
         plan.extra["enter_bug_url"] = link
         plan.extra["enter_bug_url_omits_description"] = cut
         return
     if needinfo:
         # Render the request once before anything is filed: a broken template stops here.
         needinfo_text(c, plan, {"engineer@example.com": plan.bugs[:3]})
-    bug_id, filed = file_or_reuse(c, client, plan, priority=priority, assignee=assignee)
+    # Who runs this, asked (and bugzilla.user checked) before anything is filed.
+    me = deployer(c, client) if (assignee is None or needinfo) else None
+    bug_id, filed = file_or_reuse(c, client, plan, priority=priority, assignee=assignee, me=me)
     dry_new = filed and not bug_id  # a dry run: the bug would be filed
     plan.extra.update(
         bug_id=bug_id or None,
@@ -273,7 +296,7 @@ def publish(
     if needinfo:
         try:
             plan.extra["needinfo"] = request_verification(
-                c, client, plan, bug_id, deployer=assignee or deployer(c, client)
+                c, client, plan, bug_id, deployer=assignee or me
             )
         except UserError as exc:
             if not bug_id:

@@ -869,3 +869,11 @@ def test_the_other_scheme_note_says_an_integer(invoke, service_repo):
     result = invoke("deploy.prepare", "--repo", str(service_repo.path), "--offline")
     assert result.returncode == 0, result.stderr
     assert "(v2026.01.02) is an integer deploy tag, so" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["deploy.stage_url", "deploy.prod_url"])
+def test_a_stage_or_prod_url_that_is_no_url_is_refused(invoke, tagged_repo, key):
+    """Regression: `deploy.stage_url: not a url` went into the checklist as it was."""
+    variable = "INVOKE_" + key.upper().replace(".", "_")
+    line = fail(invoke, tagged_repo.path, "--offline", extra_env={variable: "not a url"})
+    assert line == f"error: {key} must be an http:// or https:// URL with a host (got 'not a url')"

@@ -387,3 +387,29 @@ def test_an_api_key_that_cannot_be_one_is_named_not_shown(
     )
     assert bad_key not in line
     assert not bugzilla_server.journal  # nothing was sent
+
+
+@pytest.mark.parametrize("user", [ENGINEER, "nobody-here@example.com"])
+def test_upstream_bugzilla_user_must_be_the_key_s_account(invoke, deploy_repo, user):
+    """Regression: an unknown bugzilla.user failed at filing time with "unknown Bugzilla user
+    (code 51)", not naming the setting; another person's email was used as the deployer."""
+    with FakeBugzilla("upstream") as server:
+        env = {**bz_env(server), "INVOKE_BUGZILLA_USER": user}
+        result = invoke("deploy.prepare", "--repo", str(deploy_repo.path), "--needinfo",
+                        extra_env=env)  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"error: bugzilla.user {user!r} is not the Bugzilla account of this API key (set it "
+            "to the email you log in with)"
+        ]
+        assert not server.writes()
+
+
+def test_without_a_key_the_link_carries_the_assignee(invoke, deploy_repo, bugzilla_server):
+    """Regression: --assignee without an API key was dropped silently."""
+    result = run(
+        invoke, deploy_repo, bugzilla_server, "--file-bug", "--assignee", ENGINEER, key=None
+    )
+    assert result.returncode == 0, result.stderr
+    (link,) = [line for line in result.stdout.splitlines() if "enter_bug.cgi" in line]
+    assert "&assigned_to=engineer%40mozilla.com" in link
