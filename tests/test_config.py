@@ -60,6 +60,19 @@ def test_list_settings_accept_comma_separated_overrides(invoke, tmp_path):
     assert "a.txt" in result.stdout + result.stderr and "b.txt" in result.stdout + result.stderr
 
 
+def refused_with_config(invoke, service_repo, tmp_path, yaml_text: str):
+    """Run deploy.prepare with `yaml_text` as a `-f` config file, expecting a clean refusal."""
+    service_repo.commit("work")
+    config = tmp_path / "releng.yaml"
+    config.write_text(yaml_text)
+    result = invoke(
+        "-f", str(config), "deploy.prepare", "--repo", str(service_repo.path), "--offline"
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    return result
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "named"),
     [
@@ -72,14 +85,7 @@ def test_a_list_where_one_value_belongs_is_one_clear_line(
     invoke, service_repo, tmp_path, yaml_text, named
 ):
     """Regression: `main_branch: [a, b]` in a -f file gave `branch "['a', 'b']" does not exist`."""
-    service_repo.commit("work")
-    config = tmp_path / "releng.yaml"
-    config.write_text(yaml_text)
-    result = invoke(
-        "-f", str(config), "deploy.prepare", "--repo", str(service_repo.path), "--offline"
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+    result = refused_with_config(invoke, service_repo, tmp_path, yaml_text)
     assert f"config value {named} must be a single value, not a list" in result.stderr, (
         result.stderr
     )
@@ -110,14 +116,7 @@ def test_an_empty_or_true_false_text_setting_is_one_clear_line(
 ):
     """Regression: `main_branch: null` gave "branch 'None' does not exist"; `templates.dir: true`
     looked for a directory named True; `project: yes` filed "True deploy: 101"."""
-    service_repo.commit("work")
-    config = tmp_path / "releng.yaml"
-    config.write_text(yaml_text)
-    result = invoke(
-        "-f", str(config), "deploy.prepare", "--repo", str(service_repo.path), "--offline"
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+    result = refused_with_config(invoke, service_repo, tmp_path, yaml_text)
     (line,) = result.stderr.strip().splitlines()
     assert expected in line, result.stderr
     assert result.stdout == ""

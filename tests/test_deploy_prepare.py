@@ -31,6 +31,14 @@ def fail(invoke, repo_path, *args: str, extra_env=None) -> str:
     return lines[0]
 
 
+def fail_with_template(invoke, repo: ServiceRepo, tmp_path, name: str, text: str) -> str:
+    """Run prepare --offline with a templates.dir holding `name` = `text`; its one-line error."""
+    custom = tmp_path / "templates"
+    custom.mkdir(exist_ok=True)
+    (custom / name).write_text(text)
+    return fail(invoke, repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)})
+
+
 @pytest.fixture
 def tagged_repo(service_repo: ServiceRepo) -> ServiceRepo:
     """Tags 98, 99, 100, then three new commits (two of them merged from a branch) on main."""
@@ -235,13 +243,10 @@ def test_bad_priority(invoke, tagged_repo):
 
 
 def test_template_syntax_error_names_file_and_line(invoke, tagged_repo, tmp_path):
-    custom = tmp_path / "templates"
-    custom.mkdir()
-    (custom / "deploy_bug_description.md.j2").write_text("line one\n{% if %}\n")
-    line = fail(
-        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    line = fail_with_template(
+        invoke, tagged_repo, tmp_path, "deploy_bug_description.md.j2", "line one\n{% if %}\n"
     )
-    assert f"{custom / 'deploy_bug_description.md.j2'}, line 2" in line
+    assert f"{tmp_path / 'templates' / 'deploy_bug_description.md.j2'}, line 2" in line
 
 
 def test_user_template_overrides_the_default(invoke, tagged_repo, tmp_path):
@@ -366,11 +371,12 @@ def test_own_checkout_is_never_filed(invoke, tmp_path):
 
 
 def test_summary_template_must_render_one_line(invoke, tagged_repo, tmp_path):
-    custom = tmp_path / "templates"
-    custom.mkdir()
-    (custom / "deploy_bug_summary.txt.j2").write_text("{{ project }}\n{{ next_tag }}\n")
-    line = fail(
-        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    line = fail_with_template(
+        invoke,
+        tagged_repo,
+        tmp_path,
+        "deploy_bug_summary.txt.j2",
+        "{{ project }}\n{{ next_tag }}\n",
     )
     assert "must render one line" in line
 
@@ -803,12 +809,7 @@ def test_a_template_that_fails_while_rendering_is_one_line(
 ):
     """Regression: {{ 1/0 }} was a ZeroDivisionError traceback, a template extending itself a
     RecursionError traceback."""
-    custom = tmp_path / "templates"
-    custom.mkdir()
-    (custom / "deploy_bug_description.md.j2").write_text(text)
-    line = fail(
-        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
-    )
+    line = fail_with_template(invoke, tagged_repo, tmp_path, "deploy_bug_description.md.j2", text)
     assert line.startswith("error: template ") and "deploy_bug_description.md.j2" in line
     assert expected in line
 
@@ -832,11 +833,8 @@ def test_an_override_that_is_not_a_file_is_named(invoke, tagged_repo, tmp_path):
 def test_a_summary_template_without_the_tag_is_refused(invoke, tagged_repo, tmp_path):
     """Regression: a summary without the tag was the same for every deploy, so deploy 102
     reused the bug of deploy 101."""
-    custom = tmp_path / "templates"
-    custom.mkdir()
-    (custom / "deploy_bug_summary.txt.j2").write_text("{{ project }} deploy\n")
-    line = fail(
-        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    line = fail_with_template(
+        invoke, tagged_repo, tmp_path, "deploy_bug_summary.txt.j2", "{{ project }} deploy\n"
     )
     assert line.startswith(
         "error: template deploy_bug_summary.txt.j2 must name the tag ({{ next_tag }})"
@@ -844,11 +842,8 @@ def test_a_summary_template_without_the_tag_is_refused(invoke, tagged_repo, tmp_
 
 
 def test_an_empty_description_is_refused(invoke, tagged_repo, tmp_path):
-    custom = tmp_path / "templates"
-    custom.mkdir()
-    (custom / "deploy_bug_description.md.j2").write_text("{# nothing #}\n\n")
-    line = fail(
-        invoke, tagged_repo.path, "--offline", extra_env={"INVOKE_TEMPLATES_DIR": str(custom)}
+    line = fail_with_template(
+        invoke, tagged_repo, tmp_path, "deploy_bug_description.md.j2", "{# nothing #}\n\n"
     )
     assert line == "error: template deploy_bug_description.md.j2 rendered an empty description"
 
