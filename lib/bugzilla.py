@@ -439,7 +439,8 @@ class BugzillaClient:
 
         where = self.web_url
         if isinstance(exc, requests.exceptions.Timeout):
-            late = f"Bugzilla at {where} did not answer within {self.timeout:g} seconds"
+            unit = "second" if self.timeout == 1 else "seconds"
+            late = f"Bugzilla at {where} did not answer within {self.timeout:g} {unit}"
             if isinstance(exc, requests.exceptions.ConnectTimeout):
                 return UserError(
                     f"{late} (bugzilla.timeout) to a connection attempt, so this request was "
@@ -447,9 +448,9 @@ class BugzillaClient:
                 )
             if self._last_method not in _READ_METHODS:
                 return UserError(
-                    f"{late} (bugzilla.timeout) to a {self._last_method} that changes the bug: "
-                    f"the change may or may not have been applied; rerunning is safe, since "
-                    f"each task checks the bug before changing it"
+                    f"{late} (bugzilla.timeout) to a {self._last_method} that files or changes "
+                    f"a bug: the change may or may not have been applied; rerunning is safe, "
+                    f"since each task checks the bug before changing it"
                 )
             return UserError(
                 f"{late} (bugzilla.timeout) to a read request; try again, or raise bugzilla.timeout"
@@ -680,6 +681,29 @@ class BugzillaClient:
         except _Allowed:
             return False
         return True
+
+    def accounts_unable_to_answer(self, emails: Iterable[str]) -> dict[str, str]:
+        """Of `emails`, those Bugzilla would refuse as needinfo requestees: email -> reason
+        ("disabled" when the account cannot log in, "unknown" when there is no such user).
+
+        BMO refuses a whole update whose flags ask a disabled account."""
+        wanted = sorted({e for e in emails if e})
+        if not wanted:
+            return {}
+        bz = self._connect()
+        answer = self._guard(lambda: bz._backend.user_get({"names": wanted, "permissive": 1}), {})
+        found = {
+            str(u.get("name") or u.get("email") or "").lower(): u
+            for u in (answer or {}).get("users", [])
+        }
+        refused: dict[str, str] = {}
+        for email in wanted:
+            user = found.get(email.lower())
+            if user is None:
+                refused[email] = "unknown"
+            elif user.get("can_login") is False:
+                refused[email] = "disabled"
+        return refused
 
     def pending_needinfos(self, bug: dict[str, Any]) -> list[dict[str, Any]]:
         """The bug's needinfo flags still waiting for an answer."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from lib.console import info
@@ -188,6 +189,10 @@ def engineers_to_ask(client: Any, plan: DeployPlan, deployer: str | None) -> dic
         if email.lower() in _NOBODY or (deployer and email.lower() == deployer.lower()):
             continue
         people.setdefault(email, []).append(int(bug["id"]))
+    for email, reason in client.accounts_unable_to_answer(people).items():
+        bugs = ", ".join(map(str, sorted(people.pop(email))))
+        why = "the account is disabled" if reason == "disabled" else "no such Bugzilla user"
+        info(f"note: not asking {email} about bug(s) {bugs}: {why}; verify those yourself")
     return {email: sorted(bugs) for email, bugs in sorted(people.items())}
 
 
@@ -269,9 +274,13 @@ def publish(
     needinfo: bool,
     priority: str,
     assignee: str | None,
+    before_requests: Callable[[], None] = lambda: None,
 ) -> None:
     """File (or reuse) the deploy bug and ask for verification, or prepare the link to file it
-    by hand; what happened goes into `plan.extra`."""
+    by hand; what happened goes into `plan.extra`.
+
+    `before_requests` is called once the settings are checked, before the first request to
+    Bugzilla (the task shows the text then, so that a Bugzilla failure does not lose it)."""
     client = connect(c) if (file_bug or needinfo) else None
     if (file_bug or needinfo) and client is None:
         info("no Bugzilla API key (BUGZILLA_API_KEY or bugzillarc), so nothing is filed")
@@ -283,7 +292,11 @@ def publish(
     if needinfo:
         # Render the request once before anything is filed: a broken template stops here.
         needinfo_text(c, plan, {"engineer@example.com": plan.bugs[:3]})
-    # Who runs this, asked (and bugzilla.user checked) before anything is filed.
+    for key in ("bugzilla.product", "bugzilla.component", "bugzilla.user"):
+        text_setting(c, key, required=key != "bugzilla.user")
+    before_requests()
+    # Who runs this (never asked to verify), looked up (and bugzilla.user checked) before
+    # anything is filed.
     me = deployer(c, client) if (assignee is None or needinfo) else None
     bug_id, filed = file_or_reuse(c, client, plan, priority=priority, assignee=assignee, me=me)
     dry_new = filed and not bug_id  # a dry run: the bug would be filed
@@ -295,9 +308,7 @@ def publish(
     )
     if needinfo:
         try:
-            plan.extra["needinfo"] = request_verification(
-                c, client, plan, bug_id, deployer=assignee or me
-            )
+            plan.extra["needinfo"] = request_verification(c, client, plan, bug_id, deployer=me)
         except UserError as exc:
             if not bug_id:
                 raise

@@ -723,6 +723,11 @@ class FakeBugzilla:
             requestee = item.get("requestee")
             if requestee:
                 self._check_user(requestee)
+                if status == "?" and not self.users[requestee].can_login:
+                    # BMO's flag_requestee_disabled (a user error: code 32000, HTTP 400).
+                    raise BugzillaFault(
+                        32000, f"You can't ask {requestee} because that account is disabled."
+                    )
             now = _now()
             if "id" in item:
                 matches = [f for f in bug["flags"] if f["id"] == int(item["id"])]
@@ -1193,9 +1198,17 @@ class _Handler(BaseHTTPRequestHandler):
                     "Logged-out users cannot use the 'ids' or 'match' argument to this "
                     "function to access any user information.",
                 )
+            permissive = query.get("permissive", ["0"])[-1].lower() in ("1", "true")
+            faults: list[dict[str, Any]] = []
             for name in names:
                 if name not in fake.users:
-                    raise _no_user(name)
+                    if not permissive:
+                        raise _no_user(name)
+                    fault = _no_user(name)
+                    faults.append(
+                        {"name": name, "faultCode": fault.code, "faultString": str(fault)}
+                    )
+                    continue
                 found.append(fake.users[name])
             for ident in ids:
                 matches = [u for u in fake.users.values() if str(u.id) == str(ident)]
@@ -1210,7 +1223,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             return {
                 "users": [u.full() if user else u.public() for u in found],
-                "faults": [],
+                "faults": faults,
             }
 
     def _search(self, query: dict[str, list[str]], user: str | None) -> dict[str, Any]:

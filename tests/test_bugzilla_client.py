@@ -260,7 +260,7 @@ def test_timeout_after_a_write_says_it_may_have_been_applied(bugzilla_server):
     server.add_fault(f"/rest/bug/{bug_id}", method="PUT", status=None, delay=1.0)
     message = error_of(lambda: bz.add_comment(bug_id, "Deployed."))
     assert message.startswith(f"Bugzilla at {server.base} did not answer within 0.3 seconds")
-    assert "to a PUT that changes the bug: the change may or may not have been applied" in message
+    assert "to a PUT that files or changes a bug: the change may or may not" in message
     assert "rerunning is safe, since each task checks the bug before changing it" in message
     assert "nothing more was sent" not in message
     for _ in range(50):  # the server applies it once its delay is over
@@ -574,3 +574,13 @@ def test_a_redirect_to_another_host_is_refused_and_the_key_stays_home(fake_bugzi
     assert message.startswith("Bugzilla at http://127.0.0.1 redirected to another host")
     assert "http://localhost" in message and KEY not in message
     assert fake_bugzilla.journal == []  # nothing reached the other host
+
+
+def test_a_late_bug_filing_is_named_as_such_in_one_second(bugzilla_server):
+    """Regression: "within 1 seconds ... to a POST that changes the bug" for a new bug."""
+    bugzilla_server.add_fault("/rest/bug", method="POST", status=None, delay=1.5)
+    bz = client(bugzilla_server, timeout=1)
+    message = error_of(
+        lambda: bz.create_bug(product="Socorro", component="Infra", summary="late", description="d")
+    )
+    assert "did not answer within 1 second (bugzilla.timeout) to a POST that files or " in message

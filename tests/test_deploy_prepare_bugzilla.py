@@ -413,3 +413,49 @@ def test_without_a_key_the_link_carries_the_assignee(invoke, deploy_repo, bugzil
     assert result.returncode == 0, result.stderr
     (link,) = [line for line in result.stdout.splitlines() if "enter_bug.cgi" in line]
     assert "&assigned_to=engineer%40mozilla.com" in link
+
+
+def test_needinfo_never_asks_the_deployer_even_with_another_assignee(
+    invoke, deploy_repo, bugzilla_server
+):
+    """Regression: with --assignee on a reused bug, the assignee was taken for the deployer, so
+    the person running the task was asked to verify their own bug."""
+    assert run(invoke, deploy_repo, bugzilla_server, "--file-bug").returncode == 0
+    result = run(
+        invoke, deploy_repo, bugzilla_server, "--needinfo", "--json", "--assignee", ENGINEER
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["needinfo"] == [ENGINEER]  # owns bugs[0]; RELENG owns bugs[1] and runs this
+    assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
+
+
+def test_needinfo_skips_a_disabled_account_and_says_so(invoke, deploy_repo, bugzilla_server):
+    """Regression: a disabled assignee was put in the needinfo request, which BMO refuses as a
+    whole (flag_requestee_disabled), so no one was asked, on every rerun."""
+    bugzilla_server.add_user("gone@mozilla.com", can_login=False)
+    gone = bugzilla_server.add_bug(
+        product="Socorro", component="General", summary="old work", assigned_to="gone@mozilla.com"
+    )
+    deploy_repo.commit(f"bug {gone}: by someone who left")
+    deploy_repo.push()
+    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["needinfo"] == [ENGINEER]
+    assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
+    assert (
+        f"note: not asking gone@mozilla.com about bug(s) {gone}: the account is disabled; "
+        "verify those yourself"
+    ) in result.stderr
+
+
+def test_the_text_is_printed_before_bugzilla_fails(invoke, deploy_repo, bugzilla_server):
+    """Regression: when filing failed, stdout was empty: the text to file by hand was lost."""
+    bugzilla_server.add_fault("/rest/bug", method="POST", status=500, count=None)
+    result = run(invoke, deploy_repo, bugzilla_server, "--file-bug")
+    assert result.returncode == 1
+    assert result.stdout.startswith("summary:\nsocorro deploy: 101\n\ndescription:\n")
+    assert f"bug {deploy_repo.bugs[0]}: fix the crash list" in result.stdout
+    assert "deploy bug (" not in result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1

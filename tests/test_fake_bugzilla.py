@@ -417,3 +417,23 @@ def test_direct_seeding_and_plain_http(fake_bugzilla):
         data = json.loads(answer.read())
     assert data["bugs"][0]["assigned_to"] == "engineer@mozilla.com"
     assert data["faults"] == []
+
+
+def test_a_disabled_requestee_and_permissive_user_lookup(bugzilla_server):
+    """BMO refuses a needinfo of a disabled account (flag_requestee_disabled, 32000 / HTTP 400);
+    GET /user with permissive=1 lists unknown names in `faults` instead of failing."""
+    bugzilla_server.add_user("gone@mozilla.com", can_login=False)
+    bz = connect(bugzilla_server)
+    bug_id = new_bug(bz, bugzilla_server)
+    flag = {"name": "needinfo", "status": "?", "requestee": "gone@mozilla.com", "new": True}
+    with pytest.raises(BugzillaError) as excinfo:
+        bz.update_bugs([bug_id], bz.build_update(flags=[flag]))
+    assert BugzillaError.get_bugzilla_error_code(excinfo.value) == 32000
+    assert "because that account is disabled" in str(excinfo.value)
+    assert bugzilla_server.needinfos(bug_id) == []
+
+    answer = bz._backend.user_get({"names": ["gone@mozilla.com", "who@x.test"], "permissive": 1})
+    assert [(u["name"], u["can_login"]) for u in answer["users"]] == [("gone@mozilla.com", False)]
+    assert [(f["name"], f["faultCode"]) for f in answer["faults"]] == [("who@x.test", 51)]
+    with pytest.raises(BugzillaError):
+        bz._backend.user_get({"names": ["who@x.test"]})

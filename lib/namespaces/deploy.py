@@ -65,16 +65,33 @@ def prepare(
     )
     if plan.nothing_to_deploy:
         info(f"nothing to deploy: {plan.head[:7]} has no new commits since {plan.previous_tag}")
-    else:
-        deploy_bug.publish(
-            c, plan, file_bug=file_bug, needinfo=needinfo, priority=priority, assignee=assignee
-        )
+        if json_:
+            write_bytes(plan.json_bytes() + b"\n")
+        return
+    shown = []
+
+    def show_text() -> None:
+        if not json_ and not shown:
+            print(f"summary:\n{plan.summary}\n\ndescription:\n\n{plan.description}", flush=True)
+            shown.append(True)
+
+    # With a Bugzilla to talk to, the text is shown before the first request, so that it is
+    # there to file by hand if Bugzilla fails.
+    deploy_bug.publish(
+        c,
+        plan,
+        file_bug=file_bug,
+        needinfo=needinfo,
+        priority=priority,
+        assignee=assignee,
+        before_requests=show_text,
+    )
     if json_:
         if plan.extra.get("enter_bug_url_omits_description"):
             info(f"note: {deploy_bug.LINK_OMITS_DESCRIPTION}: paste the plan's description")
         write_bytes(plan.json_bytes() + b"\n")
-    elif not plan.nothing_to_deploy:
-        print(f"summary:\n{plan.summary}\n\ndescription:\n\n{plan.description}")
+    else:
+        show_text()
         print("\n".join(deploy_bug.outcome_lines(plan)))
 
 
