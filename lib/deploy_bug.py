@@ -258,12 +258,35 @@ def request_verification(
     if not people:
         info("nobody to needinfo: no referenced bug has an assignee who still needs asking")
         return []
-    text = needinfo_text(c, plan, people)
-    if bug_id:
-        client.add_comment(bug_id, text, needinfo=list(people))
-    else:
+    if not bug_id:
+        needinfo_text(c, plan, people)
         info(f"dry-run: would ask on the new bug: {', '.join(people)}")
-    return list(people)
+        return list(people)
+    # A person who blocks needinfo requests makes Bugzilla refuse the whole change: leave them
+    # out and send it again (each attempt drops at least one person, so this ends).
+    while people:
+        try:
+            client.add_comment(bug_id, needinfo_text(c, plan, people), needinfo=list(people))
+            return list(people)
+        except UserError as exc:
+            blocking = [e for e in people if _refuses_needinfo(exc.reason, e)]
+            if not blocking:
+                raise
+            for email in blocking:
+                bugs = ", ".join(map(str, people.pop(email)))
+                info(
+                    f"note: not asking {email} about bug(s) {bugs}: they do not accept needinfo "
+                    f"requests now; verify those yourself"
+                )
+    info("nobody to needinfo: every engineer left does not accept needinfo requests now")
+    return []
+
+
+def _refuses_needinfo(message: str, email: str) -> bool:
+    """Whether Bugzilla's refusal `message` says that `email` takes no needinfo requests (BMO's
+    needinfo_blocked: 'User X is not currently accepting "needinfo" requests.')."""
+    lowered = message.lower()
+    return email.lower() in lowered and "not currently accepting" in lowered
 
 
 def publish(

@@ -140,6 +140,8 @@ class User:
     nick: str
     can_login: bool = True
     groups: list[str] = field(default_factory=list)
+    #: BMO lets a user block needinfo requests (needinfo_blocked); not part of the user record.
+    accepts_needinfo: bool = True
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.email, "real_name": self.real_name, "nick": self.nick}
@@ -238,6 +240,7 @@ class FakeBugzilla:
         nick: str | None = None,
         can_login: bool = True,
         groups: list[str] | None = None,
+        accepts_needinfo: bool = True,
     ) -> User:
         with self.lock:
             self._next_user += 1
@@ -248,6 +251,7 @@ class FakeBugzilla:
                 nick=nick or email.split("@")[0],
                 can_login=can_login,
                 groups=list(groups or []),
+                accepts_needinfo=accepts_needinfo,
             )
             self.users[email] = user
             if api_key:
@@ -727,6 +731,11 @@ class FakeBugzilla:
                     # BMO's flag_requestee_disabled (a user error: code 32000, HTTP 400).
                     raise BugzillaFault(
                         32000, f"You can't ask {requestee} because that account is disabled."
+                    )
+                if status == "?" and not self.users[requestee].accepts_needinfo:
+                    # BMO's needinfo_blocked (32000, HTTP 400).
+                    raise BugzillaFault(
+                        32000, f'User {requestee} is not currently accepting "needinfo" requests.'
                     )
             now = _now()
             if "id" in item:

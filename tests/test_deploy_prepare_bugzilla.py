@@ -459,3 +459,25 @@ def test_the_text_is_printed_before_bugzilla_fails(invoke, deploy_repo, bugzilla
     assert f"bug {deploy_repo.bugs[0]}: fix the crash list" in result.stdout
     assert "deploy bug (" not in result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_needinfo_leaves_out_someone_who_blocks_needinfo(invoke, deploy_repo, bugzilla_server):
+    """BMO refuses the whole change when one requestee blocks needinfo (needinfo_blocked): the
+    others are still asked, in one comment, and the one left out is named."""
+    bugzilla_server.add_user("busy@mozilla.com", accepts_needinfo=False)
+    busy = bugzilla_server.add_bug(
+        product="Socorro", component="General", summary="busy", assigned_to="busy@mozilla.com"
+    )
+    deploy_repo.commit(f"bug {busy}: by someone who takes no needinfo")
+    deploy_repo.push()
+    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["needinfo"] == [ENGINEER]
+    assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
+    comments = bugzilla_server.comments(plan["bug_id"])
+    assert len(comments) == 2 and "busy@mozilla.com" not in comments[1]["text"]
+    assert (
+        f"note: not asking busy@mozilla.com about bug(s) {busy}: they do not accept needinfo "
+        "requests now; verify those yourself"
+    ) in result.stderr
