@@ -238,8 +238,8 @@ def warn_if_other_tags(scheme: TagScheme, tags: list[str]) -> None:
     info(
         f"note: none of the repository's {len(tags)} tag(s) ({examples}) "
         f"is {article} {scheme.kind} deploy tag{prefix}, so this is planned as a first deploy "
-        f"with every "
-        f"commit; if that is wrong, check deploy.tag_scheme and deploy.tag_prefix or pass --since"
+        f"with every commit; if that is wrong, check deploy.tag_scheme and deploy.tag_prefix or "
+        f"pass --since"
     )
 
 

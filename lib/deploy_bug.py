@@ -81,10 +81,11 @@ def deployer(c: Any, client: Any) -> str | None:
 
 
 def file_or_reuse(
-    c: Any,
     client: Any,
     plan: DeployPlan,
     *,
+    product: str,
+    component: str,
     priority: str,
     assignee: str | None,
     me: str | None,
@@ -92,8 +93,6 @@ def file_or_reuse(
     """The deploy bug's id, filed now or found by its exact summary; (id, filed_now).
 
     `me`: the deployer (see `deployer`), the assignee when `assignee` is None."""
-    product = text_setting(c, "bugzilla.product")
-    component = text_setting(c, "bugzilla.component")
     existing = client.find_bugs(product, plan.summary)
     open_bugs = [b for b in existing if b.get("is_open", True)]
     if open_bugs:
@@ -315,13 +314,21 @@ def publish(
     if needinfo:
         # Render the request once before anything is filed: a broken template stops here.
         needinfo_text(c, plan, {"engineer@example.com": plan.bugs[:3]})
-    for key in ("bugzilla.product", "bugzilla.component", "bugzilla.user"):
-        text_setting(c, key, required=key != "bugzilla.user")
+    product = text_setting(c, "bugzilla.product")
+    component = text_setting(c, "bugzilla.component")
     before_requests()
     # Who runs this (never asked to verify), looked up (and bugzilla.user checked) before
     # anything is filed.
     me = deployer(c, client) if (assignee is None or needinfo) else None
-    bug_id, filed = file_or_reuse(c, client, plan, priority=priority, assignee=assignee, me=me)
+    bug_id, filed = file_or_reuse(
+        client,
+        plan,
+        product=product,
+        component=component,
+        priority=priority,
+        assignee=assignee,
+        me=me,
+    )
     dry_new = filed and not bug_id  # a dry run: the bug would be filed
     plan.extra.update(
         bug_id=bug_id or None,

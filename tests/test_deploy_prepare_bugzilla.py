@@ -430,20 +430,27 @@ def test_needinfo_never_asks_the_deployer_even_with_another_assignee(
     assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
 
 
-def test_needinfo_skips_a_disabled_account_and_says_so(invoke, deploy_repo, bugzilla_server):
-    """Regression: a disabled assignee was put in the needinfo request, which BMO refuses as a
-    whole (flag_requestee_disabled), so no one was asked, on every rerun."""
-    bugzilla_server.add_user("gone@mozilla.com", can_login=False)
-    gone = bugzilla_server.add_bug(
-        product="Socorro", component="General", summary="old work", assigned_to="gone@mozilla.com"
-    )
-    deploy_repo.commit(f"bug {gone}: by someone who left")
-    deploy_repo.push()
-    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json")
+def needinfo_with_a_change_by(invoke, repo, server, email: str, **account):
+    """Land a change on a bug assigned to a new user `email` (with `account` attributes), run
+    --needinfo --json; (that bug, the result, the plan). Only ENGINEER must have been asked."""
+    server.add_user(email, **account)
+    bug = server.add_bug(product="Socorro", component="General", summary="w", assigned_to=email)
+    repo.commit(f"bug {bug}: by {email}")
+    repo.push()
+    result = run(invoke, repo, server, "--needinfo", "--json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["needinfo"] == [ENGINEER]
-    assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
+    assert server.needinfos(plan["bug_id"]) == [ENGINEER]
+    return bug, result, plan
+
+
+def test_needinfo_skips_a_disabled_account_and_says_so(invoke, deploy_repo, bugzilla_server):
+    """Regression: a disabled assignee was put in the needinfo request, which BMO refuses as a
+    whole (flag_requestee_disabled), so no one was asked, on every rerun."""
+    gone, result, plan = needinfo_with_a_change_by(
+        invoke, deploy_repo, bugzilla_server, "gone@mozilla.com", can_login=False
+    )
     assert (
         f"note: not asking gone@mozilla.com about bug(s) {gone}: the account is disabled; "
         "verify those yourself"
@@ -464,17 +471,9 @@ def test_the_text_is_printed_before_bugzilla_fails(invoke, deploy_repo, bugzilla
 def test_needinfo_leaves_out_someone_who_blocks_needinfo(invoke, deploy_repo, bugzilla_server):
     """BMO refuses the whole change when one requestee blocks needinfo (needinfo_blocked): the
     others are still asked, in one comment, and the one left out is named."""
-    bugzilla_server.add_user("busy@mozilla.com", accepts_needinfo=False)
-    busy = bugzilla_server.add_bug(
-        product="Socorro", component="General", summary="busy", assigned_to="busy@mozilla.com"
+    busy, result, plan = needinfo_with_a_change_by(
+        invoke, deploy_repo, bugzilla_server, "busy@mozilla.com", accepts_needinfo=False
     )
-    deploy_repo.commit(f"bug {busy}: by someone who takes no needinfo")
-    deploy_repo.push()
-    result = run(invoke, deploy_repo, bugzilla_server, "--needinfo", "--json")
-    assert result.returncode == 0, result.stderr
-    plan = json.loads(result.stdout)
-    assert plan["needinfo"] == [ENGINEER]
-    assert bugzilla_server.needinfos(plan["bug_id"]) == [ENGINEER]
     comments = bugzilla_server.comments(plan["bug_id"])
     assert len(comments) == 2 and "busy@mozilla.com" not in comments[1]["text"]
     assert (
